@@ -1,0 +1,1 @@
+"""The platform kit: what every Inwire service stands on. It knows no service."""
