@@ -108,8 +108,9 @@ class TooManyRequests(InwireError):
     status = 429
     code = "RATE_LIMITED"
 
-    def __init__(self, message: str = "Too many requests", *, retry_after: float = 1.0,
-                 **kw: Any) -> None:
+    def __init__(
+        self, message: str = "Too many requests", *, retry_after: float = 1.0, **kw: Any
+    ) -> None:
         headers = kw.pop("headers", None) or {}
         headers.setdefault("Retry-After", str(max(1, int(retry_after + 0.999))))
         super().__init__(message, headers=headers, **kw)
@@ -153,7 +154,8 @@ def error_from_envelope(status: int, body: Any) -> InwireError:
     if cls is None:
         cls = next((c for c in _BY_CODE.values() if c.status == status), InwireError)
     exc = cls.__new__(cls)
-    InwireError.__init__(exc, str(err.get("message", "")), details=err.get("details") or [],
-                         code=code)
+    InwireError.__init__(
+        exc, str(err.get("message", "")), details=err.get("details") or [], code=code
+    )
     exc.status = status  # type: ignore[misc]
     return exc

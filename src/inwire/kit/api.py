@@ -1,0 +1,240 @@
+"""The wire shapes of ``/api/v1``: envelopes, page meta, errors, and list parameters.
+
+Success is ``{"data": ..., "meta": {...}}``; failure is ``{"error": {"code", "message",
+"details"}}``. List endpoints take ``page``, ``per_page`` (default 20, at most 100), ``sort``
+and ``order`` limited to declared fields, and filters limited to declared parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any, Generic, Literal, TypeVar
+
+import fastapi
+from fastapi import Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.params import File, Form
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from inwire.kit.errors import UnsupportedMediaType
+
+T = TypeVar("T")
+
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 20
+
+
+class PageMeta(BaseModel):
+    """Pagination facts of a list response."""
+
+    page: int
+    per_page: int
+    total: int
+
+
+class Item(BaseModel, Generic[T]):
+    """Envelope of a single resource: ``{"data": {...}}``."""
+
+    data: T
+
+
+class Page(BaseModel, Generic[T]):
+    """Envelope of a list: ``{"data": [...], "meta": {"page", "per_page", "total"}}``."""
+
+    data: list[T]
+    meta: PageMeta
+
+
+class ErrorDetail(BaseModel):
+    """One problem, usually with the field it concerns."""
+
+    model_config = ConfigDict(extra="allow")
+    field: str | None = None
+    message: str
+    type: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    """The body of an error."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorBody(BaseModel):
+    """Envelope of every error: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+class WireModel(BaseModel):
+    """Base for response schemas built from ORM rows."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+def item(data: Any) -> dict[str, Any]:
+    """Wrap one resource in the envelope."""
+    return {"data": data}
+
+
+class Order(StrEnum):
+    """Sort direction."""
+
+    asc = "asc"
+    desc = "desc"
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Validated pagination, sort and filters of one list request."""
+
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+    sort: str = "created_at"
+    order: Literal["asc", "desc"] = "desc"
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def offset(self) -> int:
+        """Rows to skip."""
+        return (self.page - 1) * self.per_page
+
+    def page_of(self, data: Sequence[Any], total: int) -> dict[str, Any]:
+        """The list envelope for this query's page."""
+        return {
+            "data": list(data),
+            "meta": {"page": self.page, "per_page": self.per_page, "total": total},
+        }
+
+
+def list_params(
+    sort_fields: Sequence[str] = ("created_at",),
+    *,
+    default_sort: str | None = None,
+    default_order: Literal["asc", "desc"] = "desc",
+    filters: Mapping[str, Any] | None = None,
+) -> Callable[..., Awaitable[ListQuery]]:
+    """A dependency that parses list parameters; a bad value is a 400 naming the parameter.
+
+    ``filters`` maps a query parameter to its type (``str``, ``bool``, an ``Enum`` or a
+    ``Literal``); only declared parameters filter, and they appear in the OpenAPI document.
+    """
+    sort_enum = Enum("SortField", {f: f for f in sort_fields}, type=str)  # type: ignore[misc]
+    default_sort = default_sort or sort_fields[0]
+    declared = dict(filters or {})
+
+    async def dependency(**kwargs: Any) -> ListQuery:
+        sort = kwargs.pop("sort")
+        order = kwargs.pop("order")
+        return ListQuery(
+            page=kwargs.pop("page"),
+            per_page=kwargs.pop("per_page"),
+            sort=sort.value if isinstance(sort, Enum) else str(sort),
+            order=order.value if isinstance(order, Enum) else order,
+            filters={
+                k: (v.value if isinstance(v, Enum) else v)
+                for k, v in kwargs.items()
+                if v is not None
+            },
+        )
+
+    params = [
+        inspect.Parameter(
+            "page",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=int,
+            default=Query(1, ge=1, description="Page number, from 1"),
+        ),
+        inspect.Parameter(
+            "per_page",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=int,
+            default=Query(
+                DEFAULT_PER_PAGE, ge=1, le=MAX_PER_PAGE, description="Items per page (max 100)"
+            ),
+        ),
+        inspect.Parameter(
+            "sort",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=sort_enum,
+            default=Query(sort_enum(default_sort), description="Sort field"),
+        ),
+        inspect.Parameter(
+            "order",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Order,
+            default=Query(Order(default_order), description="Sort direction"),
+        ),
+    ]
+    for name, typ in declared.items():
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=typ | None,
+                default=Query(None, description=f"Filter by {name}"),
+            )
+        )
+    dependency.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return dependency
+
+
+_JSON_TYPES = ("application/json",)
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _body_params(dependant: Dependant) -> Iterator[Any]:
+    yield from dependant.body_params
+    for sub in dependant.dependencies:
+        yield from _body_params(sub)
+
+
+class InwireRoute(APIRoute):
+    """A route that answers 415 when a body arrives in a media type the endpoint cannot read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler with a content-type check derived from the signature."""
+        handler = super().get_route_handler()
+        body = list(_body_params(self.dependant))
+        is_form = any(isinstance(p.field_info, Form | File) for p in body)
+        has_body = bool(body)
+        accepted = _FORM_TYPES if is_form else _JSON_TYPES
+        if not has_body:
+            return handler
+
+        async def checked(request: Request) -> Response:
+            has_content = request.headers.get("content-length", "0") != "0" or (
+                "transfer-encoding" in request.headers
+            )
+            media = _media_type(request)
+            if (
+                has_content
+                and media
+                and not (media in accepted or (not is_form and media.endswith("+json")))
+            ):
+                raise UnsupportedMediaType(
+                    f"Content type {media!r} is not supported here; send {accepted[0]}",
+                    details=[{"field": "content-type", "message": f"expected {accepted[0]}"}],
+                )
+            return await handler(request)
+
+        return checked
+
+
+class APIRouter(fastapi.APIRouter):
+    """FastAPI's router with Inwire's route class; every service router is one of these."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("route_class", InwireRoute)
+        super().__init__(**kwargs)

@@ -1,0 +1,64 @@
+"""FastAPI dependencies: ``PrincipalDep`` and ``require(permission)``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from inwire.kit.auth.principal import Principal
+from inwire.kit.errors import Forbidden, Unauthorized
+from inwire.kit.observability import org_var, principal_var
+
+PrincipalCheck = Callable[[Principal, Request], Awaitable[Principal]]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer token of the Authorization header, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def get_principal(request: Request) -> Principal:
+    """Authenticate the request; 401 in the error envelope when that fails.
+
+    An app may install ``app.state.authenticate`` (Core does, for API keys and revocation);
+    otherwise the bearer JWT is verified with ``app.state.verifier``.
+    """
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("Missing bearer credentials")
+    authenticate = getattr(request.app.state, "authenticate", None)
+    if authenticate is not None:
+        principal: Principal = await authenticate(token, request)
+    else:
+        principal = await request.app.state.verifier.verify(token)
+    request.state.principal = principal
+    principal_var.set(principal.subject)
+    org_var.set(principal.org)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: str) -> Any:
+    """Depend on an authenticated principal holding ``permission``; 403 otherwise."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if not principal.can(permission):
+            raise Forbidden(
+                f"Missing permission {permission}",
+                details=[{"message": f"requires {permission}", "permission": permission}],
+            )
+        return principal
+
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return Depends(check)

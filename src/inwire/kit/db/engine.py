@@ -1,0 +1,109 @@
+"""The async engine of one service and the session each request gets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+class Database:
+    """One service's database: SQLite (WAL, foreign keys, busy timeout) or PostgreSQL.
+
+    On PostgreSQL the service's tables live in their own schema (``schema``), so several
+    services can share one database without name clashes.
+    """
+
+    def __init__(self, url: str, *, schema: str = "", echo: bool = False) -> None:
+        self.url = url
+        self.schema = schema
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        elif self.dialect == "postgresql":
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = 10
+            kwargs["max_overflow"] = 10
+            if schema:
+                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def prepare(self) -> None:
+        """Create the service's schema on PostgreSQL if it does not exist yet."""
+        if self.dialect == "postgresql" and self.schema:
+            async with self.engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session that commits when the block succeeds and rolls back when it raises."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling is turned off so that BEGIN is ours (below);
+    # otherwise pysqlite defers BEGIN and SAVEPOINTs misbehave (SQLAlchemy docs, "Serializable
+    # isolation / Savepoints / Transactional DDL" for pysqlite).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # BEGIN IMMEDIATE would serialise readers too; a plain BEGIN with busy_timeout is enough
+    # because writes are short and the first write takes the lock.
+    conn.exec_driver_sql("BEGIN")
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session: committed on success, rolled back on error."""
+    db: Database = request.app.state.db
+    async with db.session() as session:
+        yield session
+
+
+# scope="function": commit before the response is sent, so a failed commit is never a 2xx.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,221 @@
+"""create_service_app: envelopes for every outcome, health, metrics, auth and pagination."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inwire.kit.api import APIRouter, ListQuery, list_params
+from inwire.kit.auth import Principal, require
+from inwire.kit.db import Base, RepositoryBase, SessionDep, TenantMixin, TimestampMixin
+from inwire.kit.db.base import new_metadata
+from inwire.kit.errors import Conflict
+from inwire.kit.ids import new_id
+from inwire.kit.settings import ServiceSettings
+from inwire.kit.testing.plugin import assert_error
+
+
+class DemoBase(Base):
+    __abstract__ = True
+    metadata = new_metadata()
+
+
+class Widget(DemoBase, TenantMixin, TimestampMixin):
+    __tablename__ = "widgets"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    color: Mapped[str] = mapped_column(String(20), default="red")
+
+
+class WidgetRepository(RepositoryBase[Widget]):
+    model = Widget
+    noun = "Widget"
+
+
+class WidgetIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    color: str = "red"
+
+
+class DemoSettings(ServiceSettings):
+    service = "demo"
+    default_port = 18999
+    model_config = {"env_prefix": "INWIRE_DEMO_"}  # noqa: RUF012
+
+
+router = APIRouter()
+Listing = Annotated[ListQuery, __import__("fastapi").Depends(
+    list_params(("created_at", "name"), filters={"color": str}))]
+
+
+@router.post("/widgets", status_code=201)
+async def create_widget(body: WidgetIn, session: SessionDep,
+                        who: Annotated[Principal, require("widgets:create")]) -> dict[str, Any]:
+    """Create a widget."""
+    repo = WidgetRepository(session, who.org)
+    if await repo.find(Widget.name == body.name):
+        raise Conflict("name taken")
+    w = await repo.add(Widget(id=new_id("wid"), name=body.name, color=body.color))
+    return {"data": {"id": w.id, "name": w.name, "color": w.color}}
+
+
+@router.get("/widgets")
+async def list_widgets(q: Listing, session: SessionDep,
+                       who: Annotated[Principal, require("widgets:read")]) -> dict[str, Any]:
+    """List widgets."""
+    rows, total = await WidgetRepository(session, who.org).page(q)
+    return q.page_of([{"id": w.id, "name": w.name} for w in rows], total)
+
+
+@router.get("/widgets/{widget_id}")
+async def get_widget(widget_id: str, session: SessionDep,
+                     who: Annotated[Principal, require("widgets:read")]) -> dict[str, Any]:
+    """One widget."""
+    w = await WidgetRepository(session, who.org).get(widget_id)
+    return {"data": {"id": w.id, "name": w.name}}
+
+
+@router.get("/boom")
+async def boom() -> None:
+    """Always fails."""
+    raise RuntimeError("secret internals")
+
+
+@pytest.fixture
+def service_app(inwire_settings: dict[str, Any]) -> FastAPI:
+    from inwire.kit.app import create_service_app
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with app.state.db.engine.begin() as conn:
+            await conn.run_sync(DemoBase.metadata.create_all)
+        yield
+
+    settings = DemoSettings(**inwire_settings, max_body_bytes=1000)
+    return create_service_app(settings, title="Demo", routers=[router], lifespan=lifespan)
+
+
+async def test_create_and_get_return_data_envelope(client, auth) -> None:
+    r = await client.post("/api/v1/widgets", json={"name": "a"}, headers=auth("member"))
+    assert r.status_code == 201, r.text
+    wid = r.json()["data"]["id"]
+    r = await client.get(f"/api/v1/widgets/{wid}", headers=auth("viewer"))
+    assert r.json() == {"data": {"id": wid, "name": "a"}}
+    assert r.headers["x-request-id"]
+
+
+async def test_other_organization_gets_404_and_viewer_gets_403(client, auth) -> None:
+    r = await client.post("/api/v1/widgets", json={"name": "a"}, headers=auth("admin"))
+    wid = r.json()["data"]["id"]
+    assert_error(await client.get(f"/api/v1/widgets/{wid}", headers=auth("admin", "b")),
+                 404, "NOT_FOUND")
+    assert_error(await client.post("/api/v1/widgets", json={"name": "b"},
+                                   headers=auth("viewer")), 403, "FORBIDDEN")
+
+
+async def test_missing_tampered_and_none_tokens_are_401(client, auth, test_keys) -> None:
+    assert_error(await client.get("/api/v1/widgets"), 401, "UNAUTHORIZED")
+    token = auth()["Authorization"]
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert_error(await client.get("/api/v1/widgets", headers={"Authorization": tampered}), 401)
+    import base64
+    import json
+
+    def b64(d: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    payload = token.split(" ")[1].split(".")[1]
+    none_token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
+    assert_error(await client.get("/api/v1/widgets",
+                                  headers={"Authorization": f"Bearer {none_token}"}), 401)
+    expired = test_keys.token("admin", ttl=-120)
+    r = await client.get("/api/v1/widgets", headers={"Authorization": f"Bearer {expired}"})
+    assert_error(r, 401, "TOKEN_EXPIRED")
+    wrong_aud = test_keys.token("admin", aud="someone-else")
+    assert_error(await client.get("/api/v1/widgets",
+                                  headers={"Authorization": f"Bearer {wrong_aud}"}), 401)
+
+
+async def test_unknown_route_wrong_method_and_validation_use_error_envelope(
+        client, auth) -> None:
+    assert_error(await client.get("/api/v1/nope"), 404, "NOT_FOUND")
+    assert_error(await client.delete("/api/v1/widgets", headers=auth()), 405,
+                 "METHOD_NOT_ALLOWED")
+    r = await client.post("/api/v1/widgets", json={"name": ""}, headers=auth())
+    assert_error(r, 400, "VALIDATION_ERROR")
+    assert r.json()["error"]["details"][0]["field"] == "name"
+    r = await client.post("/api/v1/widgets", content=b"{not json",
+                          headers={**auth(), "content-type": "application/json"})
+    assert_error(r, 400, "VALIDATION_ERROR")
+
+
+async def test_wrong_content_type_is_415_and_large_body_413(client, auth) -> None:
+    r = await client.post("/api/v1/widgets", content=b"name=a",
+                          headers={**auth(), "content-type": "text/plain"})
+    assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+    r = await client.post("/api/v1/widgets", json={"name": "x" * 2000}, headers=auth())
+    assert_error(r, 413, "PAYLOAD_TOO_LARGE")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b" " * 100
+
+    r = await client.post("/api/v1/widgets", content=chunks(),
+                          headers={**auth(), "content-type": "application/json"})
+    assert_error(r, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_unexpected_error_is_500_without_internals(client) -> None:
+    r = await client.get("/api/v1/boom")
+    assert_error(r, 500, "INTERNAL_ERROR")
+    assert "secret" not in r.text
+    assert r.json()["error"]["details"][0]["request_id"] == r.headers["x-request-id"]
+
+
+async def test_pagination_sort_and_filter(client, auth) -> None:
+    for i in range(25):
+        await client.post("/api/v1/widgets", json={"name": f"w{i:02}",
+                                                   "color": "blue" if i % 5 == 0 else "red"},
+                          headers=auth())
+    r = await client.get("/api/v1/widgets?page=2&per_page=10&sort=name&order=asc",
+                         headers=auth())
+    body = r.json()
+    assert body["meta"] == {"page": 2, "per_page": 10, "total": 25}
+    assert [w["name"] for w in body["data"]] == [f"w{i:02}" for i in range(10, 20)]
+    r = await client.get("/api/v1/widgets?color=blue", headers=auth())
+    assert r.json()["meta"]["total"] == 5
+    for bad in ("per_page=101", "page=0", "sort=secret", "order=sideways", "page=x"):
+        r = await client.get(f"/api/v1/widgets?{bad}", headers=auth())
+        assert_error(r, 400, "VALIDATION_ERROR")
+        assert r.json()["error"]["details"][0]["field"] == bad.split("=")[0]
+
+
+async def test_health_ready_metrics_and_docs(client) -> None:
+    assert (await client.get("/health")).json()["status"] == "ok"
+    assert (await client.get("/health/live")).status_code == 200
+    r = await client.get("/health/ready")
+    assert r.json()["checks"] == {"database": "ok"}
+    assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/redoc")).status_code == 200
+    assert "/api/v1/widgets" in (await client.get("/openapi.json")).json()["paths"]
+    await client.get("/health")
+    text = (await client.get("/metrics")).text
+    assert "inwire_http_requests_total" in text
+
+
+async def test_ready_is_503_naming_the_failing_check(app, client) -> None:
+    await app.state.db.engine.dispose()
+    app.state.db.engine.url  # noqa: B018
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    app.state.db.engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/x")
+    r = await client.get("/health/ready")
+    assert_error(r, 503, "NOT_READY")
+    assert r.json()["error"]["details"][0]["field"] == "database"
