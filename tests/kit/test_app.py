@@ -51,13 +51,16 @@ class DemoSettings(ServiceSettings):
 
 
 router = APIRouter()
-Listing = Annotated[ListQuery, __import__("fastapi").Depends(
-    list_params(("created_at", "name"), filters={"color": str}))]
+Listing = Annotated[
+    ListQuery,
+    __import__("fastapi").Depends(list_params(("created_at", "name"), filters={"color": str})),
+]
 
 
 @router.post("/widgets", status_code=201)
-async def create_widget(body: WidgetIn, session: SessionDep,
-                        who: Annotated[Principal, require("widgets:create")]) -> dict[str, Any]:
+async def create_widget(
+    body: WidgetIn, session: SessionDep, who: Annotated[Principal, require("widgets:create")]
+) -> dict[str, Any]:
     """Create a widget."""
     repo = WidgetRepository(session, who.org)
     if await repo.find(Widget.name == body.name):
@@ -67,16 +70,18 @@ async def create_widget(body: WidgetIn, session: SessionDep,
 
 
 @router.get("/widgets")
-async def list_widgets(q: Listing, session: SessionDep,
-                       who: Annotated[Principal, require("widgets:read")]) -> dict[str, Any]:
+async def list_widgets(
+    q: Listing, session: SessionDep, who: Annotated[Principal, require("widgets:read")]
+) -> dict[str, Any]:
     """List widgets."""
     rows, total = await WidgetRepository(session, who.org).page(q)
     return q.page_of([{"id": w.id, "name": w.name} for w in rows], total)
 
 
 @router.get("/widgets/{widget_id}")
-async def get_widget(widget_id: str, session: SessionDep,
-                     who: Annotated[Principal, require("widgets:read")]) -> dict[str, Any]:
+async def get_widget(
+    widget_id: str, session: SessionDep, who: Annotated[Principal, require("widgets:read")]
+) -> dict[str, Any]:
     """One widget."""
     w = await WidgetRepository(session, who.org).get(widget_id)
     return {"data": {"id": w.id, "name": w.name}}
@@ -114,10 +119,14 @@ async def test_create_and_get_return_data_envelope(client, auth) -> None:
 async def test_other_organization_gets_404_and_viewer_gets_403(client, auth) -> None:
     r = await client.post("/api/v1/widgets", json={"name": "a"}, headers=auth("admin"))
     wid = r.json()["data"]["id"]
-    assert_error(await client.get(f"/api/v1/widgets/{wid}", headers=auth("admin", "b")),
-                 404, "NOT_FOUND")
-    assert_error(await client.post("/api/v1/widgets", json={"name": "b"},
-                                   headers=auth("viewer")), 403, "FORBIDDEN")
+    assert_error(
+        await client.get(f"/api/v1/widgets/{wid}", headers=auth("admin", "b")), 404, "NOT_FOUND"
+    )
+    assert_error(
+        await client.post("/api/v1/widgets", json={"name": "b"}, headers=auth("viewer")),
+        403,
+        "FORBIDDEN",
+    )
 
 
 async def test_missing_tampered_and_none_tokens_are_401(client, auth, test_keys) -> None:
@@ -133,32 +142,36 @@ async def test_missing_tampered_and_none_tokens_are_401(client, auth, test_keys)
 
     payload = token.split(" ")[1].split(".")[1]
     none_token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
-    assert_error(await client.get("/api/v1/widgets",
-                                  headers={"Authorization": f"Bearer {none_token}"}), 401)
+    assert_error(
+        await client.get("/api/v1/widgets", headers={"Authorization": f"Bearer {none_token}"}), 401
+    )
     expired = test_keys.token("admin", ttl=-120)
     r = await client.get("/api/v1/widgets", headers={"Authorization": f"Bearer {expired}"})
     assert_error(r, 401, "TOKEN_EXPIRED")
     wrong_aud = test_keys.token("admin", aud="someone-else")
-    assert_error(await client.get("/api/v1/widgets",
-                                  headers={"Authorization": f"Bearer {wrong_aud}"}), 401)
+    assert_error(
+        await client.get("/api/v1/widgets", headers={"Authorization": f"Bearer {wrong_aud}"}), 401
+    )
 
 
-async def test_unknown_route_wrong_method_and_validation_use_error_envelope(
-        client, auth) -> None:
+async def test_unknown_route_wrong_method_and_validation_use_error_envelope(client, auth) -> None:
     assert_error(await client.get("/api/v1/nope"), 404, "NOT_FOUND")
-    assert_error(await client.delete("/api/v1/widgets", headers=auth()), 405,
-                 "METHOD_NOT_ALLOWED")
+    assert_error(await client.delete("/api/v1/widgets", headers=auth()), 405, "METHOD_NOT_ALLOWED")
     r = await client.post("/api/v1/widgets", json={"name": ""}, headers=auth())
     assert_error(r, 400, "VALIDATION_ERROR")
     assert r.json()["error"]["details"][0]["field"] == "name"
-    r = await client.post("/api/v1/widgets", content=b"{not json",
-                          headers={**auth(), "content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/widgets",
+        content=b"{not json",
+        headers={**auth(), "content-type": "application/json"},
+    )
     assert_error(r, 400, "VALIDATION_ERROR")
 
 
 async def test_wrong_content_type_is_415_and_large_body_413(client, auth) -> None:
-    r = await client.post("/api/v1/widgets", content=b"name=a",
-                          headers={**auth(), "content-type": "text/plain"})
+    r = await client.post(
+        "/api/v1/widgets", content=b"name=a", headers={**auth(), "content-type": "text/plain"}
+    )
     assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
     r = await client.post("/api/v1/widgets", json={"name": "x" * 2000}, headers=auth())
     assert_error(r, 413, "PAYLOAD_TOO_LARGE")
@@ -167,8 +180,9 @@ async def test_wrong_content_type_is_415_and_large_body_413(client, auth) -> Non
         for _ in range(20):
             yield b" " * 100
 
-    r = await client.post("/api/v1/widgets", content=chunks(),
-                          headers={**auth(), "content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/widgets", content=chunks(), headers={**auth(), "content-type": "application/json"}
+    )
     assert_error(r, 413, "PAYLOAD_TOO_LARGE")
 
 
@@ -181,11 +195,12 @@ async def test_unexpected_error_is_500_without_internals(client) -> None:
 
 async def test_pagination_sort_and_filter(client, auth) -> None:
     for i in range(25):
-        await client.post("/api/v1/widgets", json={"name": f"w{i:02}",
-                                                   "color": "blue" if i % 5 == 0 else "red"},
-                          headers=auth())
-    r = await client.get("/api/v1/widgets?page=2&per_page=10&sort=name&order=asc",
-                         headers=auth())
+        await client.post(
+            "/api/v1/widgets",
+            json={"name": f"w{i:02}", "color": "blue" if i % 5 == 0 else "red"},
+            headers=auth(),
+        )
+    r = await client.get("/api/v1/widgets?page=2&per_page=10&sort=name&order=asc", headers=auth())
     body = r.json()
     assert body["meta"] == {"page": 2, "per_page": 10, "total": 25}
     assert [w["name"] for w in body["data"]] == [f"w{i:02}" for i in range(10, 20)]

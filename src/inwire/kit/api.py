@@ -8,17 +8,18 @@ and ``order`` limited to declared fields, and filters limited to declared parame
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import fastapi
 from fastapi import Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.params import File, Form
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from inwire.kit.errors import UnsupportedMediaType
@@ -238,3 +239,28 @@ class APIRouter(fastapi.APIRouter):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("route_class", InwireRoute)
         super().__init__(**kwargs)
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _valid_email(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    local, _, domain = value.strip().rpartition("@")
+    domain = domain.lower()
+    try:
+        # Syntax only (RFC 5322/6531), never DNS. Self-hosted installs use internal domains
+        # (corp.local, *.internal) that email-validator calls special-use, so the domain is
+        # checked here as plain DNS labels and the local part against a neutral domain.
+        result = validate_email(f"{local}@example.com", check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("The part after the @-sign is not a valid domain name.")
+    return f"{result.local_part.lower()}@{domain}"
+
+
+#: An e-mail address, normalised and lower-cased; internal domains are allowed.
+Email = Annotated[str, Field(max_length=320), AfterValidator(_valid_email)]

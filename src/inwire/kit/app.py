@@ -264,13 +264,14 @@ def create_service_app(
     title: str,
     description: str = "",
     routers: Sequence[APIRouter] = (),
+    root_routers: Sequence[APIRouter] = (),
     migrations: Path | None = None,
     lifespan: Lifespan | None = None,
     ready_checks: Mapping[str, ReadyCheck] | None = None,
     key_source: KeySource | None = None,
     body_limit_exempt: Sequence[str] = (),
 ) -> FastAPI:
-    """Build a service app. ``routers`` are mounted under ``/api/v1``.
+    """Build a service app. ``routers`` are mounted under ``/api/v1``, ``root_routers`` at ``/``.
 
     ``migrations`` is the service's Alembic folder, applied at start when
     ``settings.migrate_on_start``. ``key_source`` defaults to Core's JWKS at
@@ -381,4 +382,6 @@ def create_service_app(
     app.include_router(health)
     for router in routers:
         app.include_router(router, prefix="/api/v1", responses=ERROR_RESPONSES)
+    for router in root_routers:
+        app.include_router(router)
     return app

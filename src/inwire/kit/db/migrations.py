@@ -74,3 +74,16 @@ def run_env(target_metadata: MetaData) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def autogenerate(
+    script_location: Path, url: str, *, service: str, message: str, rev_id: str | None = None
+) -> None:
+    """Write a new revision from the difference between the models and the database."""
+    command.upgrade(alembic_config(script_location, url, service=service), "head")
+    command.revision(
+        alembic_config(script_location, url, service=service),
+        message=message,
+        autogenerate=True,
+        rev_id=rev_id,
+    )

@@ -8,7 +8,7 @@ organization id, and every select, update and delete it makes carries
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +42,7 @@ class RepositoryBase(Generic[M]):
         self.org_id: str | None = None if org_id is _UNSCOPED else cast("str | None", org_id)
 
     @classmethod
-    def unscoped(cls, session: AsyncSession) -> RepositoryBase[M]:
+    def unscoped(cls, session: AsyncSession) -> Self:
         """A repository that sees every organization: for system jobs and Core's own rules."""
         return cls(session, _UNSCOPED)
 

@@ -1,0 +1,1 @@
+"""Core: authentication, users, teams, organizations, API keys and integrations."""
