@@ -234,3 +234,63 @@ async def test_ready_is_503_naming_the_failing_check(app, client) -> None:
     r = await client.get("/health/ready")
     assert_error(r, 503, "NOT_READY")
     assert r.json()["error"]["details"][0]["field"] == "database"
+
+
+async def test_trace_context_and_request_id_reach_the_json_access_log(client, auth) -> None:
+    import io
+    import json
+    import logging
+
+    from inwire.kit.observability import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("demo"))
+    logger = logging.getLogger("inwire.http")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    try:
+        r = await client.get(
+            "/api/v1/widgets",
+            headers={
+                **auth(),
+                "traceparent": f"00-{trace_id}-b7ad6b7169203331-01",
+                "X-Request-ID": "req-from-client",
+            },
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert r.headers["x-request-id"] == "req-from-client"
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["trace_id"] == trace_id
+    assert line["request_id"] == "req-from-client"
+    assert line["status"] == 200
+    assert line["service"] == "demo"
+
+
+async def test_storage_is_opened_for_services_that_ask_and_checked_for_readiness(
+        inwire_settings) -> None:
+    import httpx
+
+    from inwire.kit.app import create_service_app
+    from inwire.kit.storage import StorageDep
+
+    files = APIRouter()
+
+    @files.put("/files/{name}", status_code=204)
+    async def put_file(name: str, store: StorageDep) -> None:
+        """Store a file."""
+        await store.put(name, b"hello")
+
+    app = create_service_app(DemoSettings(**inwire_settings), title="Demo", routers=[files],
+                             storage=True)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            assert (await c.put("/api/v1/files/a.txt")).status_code == 204
+            ready = (await c.get("/health/ready")).json()
+            assert ready["checks"] == {"database": "ok", "storage": "ok"}
+        assert await app.state.storage.get_bytes("a.txt") == b"hello"

@@ -270,16 +270,21 @@ def create_service_app(
     ready_checks: Mapping[str, ReadyCheck] | None = None,
     key_source: KeySource | None = None,
     body_limit_exempt: Sequence[str] = (),
+    storage: bool = False,
 ) -> FastAPI:
     """Build a service app. ``routers`` are mounted under ``/api/v1``, ``root_routers`` at ``/``.
 
     ``migrations`` is the service's Alembic folder, applied at start when
     ``settings.migrate_on_start``. ``key_source`` defaults to Core's JWKS at
     ``settings.jwks_url``. ``lifespan`` runs inside the kit's own start/stop.
+    ``storage=True`` opens the object store at ``settings.storage_url`` (``StorageDep``)
+    and adds it to the readiness checks.
     """
     service = settings.service
     metrics = ServiceMetrics(service)
     checks: dict[str, ReadyCheck] = {"database": lambda a: a.state.db.ping()}
+    if storage:
+        checks["storage"] = lambda a: a.state.storage.ping()
     checks.update(ready_checks or {})
 
     @asynccontextmanager
@@ -292,6 +297,10 @@ def create_service_app(
             await upgrade_async(
                 migrations, settings.database_url, service=service, schema=settings.database_schema
             )
+        if storage:
+            from inwire.kit.storage import open_object_store
+
+            app.state.storage = open_object_store(settings.storage_url)
         keys = key_source or JWKSKeySource(settings.jwks_url)
         app.state.verifier = TokenVerifier(keys, issuer=settings.issuer, audience=settings.audience)
         try:
@@ -301,6 +310,8 @@ def create_service_app(
             else:
                 yield
         finally:
+            if storage:
+                await app.state.storage.close()
             await db.dispose()
 
     app = FastAPI(

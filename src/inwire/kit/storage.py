@@ -42,12 +42,24 @@ from collections.abc import (
 )
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, TypeAlias, TypeVar
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Final,
+    Literal,
+    Self,
+    TypeAlias,
+    TypeVar,
+)
 from urllib.parse import parse_qs, unquote, urlsplit
 from urllib.request import url2pathname
 
 import anyio
 import anyio.to_thread
+from fastapi import Depends, Request
 
 from inwire.kit.errors import Conflict, Invalid, InwireError, NotFound, Unavailable
 
@@ -1296,3 +1308,12 @@ def open_object_store(url: str) -> ObjectStore:
     raise Invalid(
         f"Unsupported object store URL scheme '{scheme}'; use file://, s3:// or memory://"
     )
+
+
+def get_storage(request: Request) -> ObjectStore:
+    """The app's object store (opened by ``create_service_app(storage=True)``)."""
+    store: ObjectStore = request.app.state.storage
+    return store
+
+
+StorageDep = Annotated[ObjectStore, Depends(get_storage)]
