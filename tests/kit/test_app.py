@@ -19,6 +19,7 @@ from inwire.kit.db.base import new_metadata
 from inwire.kit.errors import Conflict
 from inwire.kit.ids import new_id
 from inwire.kit.settings import ServiceSettings
+from inwire.kit.storage import StorageDep
 from inwire.kit.testing.plugin import assert_error
 
 
@@ -276,7 +277,6 @@ async def test_storage_is_opened_for_services_that_ask_and_checked_for_readiness
     import httpx
 
     from inwire.kit.app import create_service_app
-    from inwire.kit.storage import StorageDep
 
     files = APIRouter()
 
