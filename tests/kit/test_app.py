@@ -273,7 +273,8 @@ async def test_trace_context_and_request_id_reach_the_json_access_log(client, au
 
 
 async def test_storage_is_opened_for_services_that_ask_and_checked_for_readiness(
-        inwire_settings) -> None:
+    inwire_settings,
+) -> None:
     import httpx
 
     from inwire.kit.app import create_service_app
@@ -285,8 +286,9 @@ async def test_storage_is_opened_for_services_that_ask_and_checked_for_readiness
         """Store a file."""
         await store.put(name, b"hello")
 
-    app = create_service_app(DemoSettings(**inwire_settings), title="Demo", routers=[files],
-                             storage=True)
+    app = create_service_app(
+        DemoSettings(**inwire_settings), title="Demo", routers=[files], storage=True
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
@@ -294,3 +296,37 @@ async def test_storage_is_opened_for_services_that_ask_and_checked_for_readiness
             ready = (await c.get("/health/ready")).json()
             assert ready["checks"] == {"database": "ok", "storage": "ok"}
         assert await app.state.storage.get_bytes("a.txt") == b"hello"
+
+
+@router.post("/widgets-then-fail")
+async def create_then_fail(
+    session: SessionDep, who: Annotated[Principal, require("widgets:create")]
+) -> None:
+    """Writes a widget, then fails: nothing may persist."""
+    await WidgetRepository(session, who.org).add(Widget(id=new_id("wid"), name="ghost"))
+    raise Conflict("changed my mind")
+
+
+async def test_request_session_rolls_back_when_the_handler_fails(client, auth) -> None:
+    assert_error(await client.post("/api/v1/widgets-then-fail", headers=auth()), 409)
+    listing = (await client.get("/api/v1/widgets", headers=auth())).json()
+    assert listing["meta"]["total"] == 0
+
+
+async def test_tenant_repository_cannot_be_built_without_an_organization(app) -> None:
+    async with app.state.db.session() as session:
+        with pytest.raises(TypeError, match="org_id"):
+            WidgetRepository(session)
+        everyone = WidgetRepository.unscoped(session)
+        assert everyone.org_id is None
+
+
+async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(app, db_backend) -> None:
+    if db_backend != "sqlite":
+        pytest.skip("SQLite pragmas")
+    from sqlalchemy import text
+
+    async with app.state.db.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 5000
