@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from inwire.kit.settings import ServiceSettings
@@ -15,7 +16,7 @@ class CoreSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INWIRE_CORE_")
 
     #: Access token lifetime; ASVS 3.5 and our contract keep it at 15 minutes or less.
-    access_token_ttl_seconds: int = 900
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=900)
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     #: A signing key signs for this long, then stays in the JWKS for the overlap below.
     signing_key_rotation_seconds: int = 30 * 24 * 3600
