@@ -1,0 +1,1 @@
+"""The ``inwire`` command line."""

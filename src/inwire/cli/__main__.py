@@ -1,0 +1,5 @@
+"""``python -m inwire.cli``."""
+
+from inwire.cli.main import app
+
+app()
