@@ -141,7 +141,7 @@ def test_inwire_up_one_process_serves_the_registry_and_stops_on_sigterm(tmp_path
     log = (tmp_path / "up.log").open("w+")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         ready = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:

@@ -57,7 +57,7 @@ def make_supervisor(
         specs or (fake_spec(),),
         home=tmp_path,
         backoff=Backoff(initial=0.1, maximum=0.5),
-        ready_timeout=30,
+        ready_timeout=90,
         stop_timeout=15,
         env=child_env(**env),
         console=console,
@@ -73,8 +73,8 @@ async def whoami(url: str) -> dict[str, object]:
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` for up to 30 s: the supervisor exposes states, not events, for it."""
-    async with asyncio.timeout(30):
+    """Poll ``condition`` for up to 60 s: the supervisor exposes states, not events, for it."""
+    async with asyncio.timeout(60):
         while True:
             if condition():
                 return
@@ -147,13 +147,16 @@ async def test_a_taken_port_is_reported_before_anything_starts(tmp_path: Path) -
 @pytest.mark.slow
 async def test_a_service_failing_at_start_is_retried_with_backoff(tmp_path: Path) -> None:
     sup = make_supervisor(tmp_path, INWIRE_FAKE_FAIL_ON_START="true")
-    sup.ready_timeout = 6
+    sup.ready_timeout = 0.5
+    svc = sup.services["fake"]
     try:
         assert await sup.start() is False
-        svc = sup.services["fake"]
-        assert svc.restarts >= 2
+        await until(lambda: svc.restarts >= 2)
+
+        assert svc.failures >= 2
         assert svc.last_exit not in (None, 0)
         assert svc.state in (ServiceState.STARTING, ServiceState.RESTARTING)
+        assert not svc.ready.is_set()
         assert "configured to fail on start" in svc.log_path.read_text()
     finally:
         await sup.stop()
