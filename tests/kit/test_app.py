@@ -330,3 +330,14 @@ async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(app, db_backen
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 5000
+
+
+async def test_nul_characters_are_refused_before_reaching_the_database(client, auth) -> None:
+    assert_error(await client.get("/api/v1/widgets/a%00b", headers=auth()), 400, "VALIDATION_ERROR")
+    assert_error(await client.get("/api/v1/widgets?color=a%00", headers=auth()), 400)
+    r = await client.post(
+        "/api/v1/widgets",
+        content=b'{"name": "a\\u0000b"}',
+        headers={**auth(), "content-type": "application/json"},
+    )
+    assert_error(r, 400, "VALIDATION_ERROR")

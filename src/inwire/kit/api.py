@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -19,10 +20,10 @@ from fastapi import Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.params import File, Form
 from fastapi.routing import APIRoute
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from inwire.kit.errors import UnsupportedMediaType
+from inwire.kit.errors import Invalid, UnsupportedMediaType
 
 T = TypeVar("T")
 
@@ -205,29 +206,42 @@ class InwireRoute(APIRoute):
     """A route that answers 415 when a body arrives in a media type the endpoint cannot read."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Wrap FastAPI's handler with a content-type check derived from the signature."""
+        """Wrap FastAPI's handler with checks every endpoint needs before parsing.
+
+        A NUL anywhere in the path, query or a JSON body is refused with 400: PostgreSQL
+        cannot store it in text, and no identifier or name legitimately holds one.
+        """
         handler = super().get_route_handler()
         body = list(_body_params(self.dependant))
         is_form = any(isinstance(p.field_info, Form | File) for p in body)
         has_body = bool(body)
         accepted = _FORM_TYPES if is_form else _JSON_TYPES
-        if not has_body:
-            return handler
 
         async def checked(request: Request) -> Response:
-            has_content = request.headers.get("content-length", "0") != "0" or (
-                "transfer-encoding" in request.headers
-            )
-            media = _media_type(request)
-            if (
-                has_content
-                and media
-                and not (media in accepted or (not is_form and media.endswith("+json")))
-            ):
-                raise UnsupportedMediaType(
-                    f"Content type {media!r} is not supported here; send {accepted[0]}",
-                    details=[{"field": "content-type", "message": f"expected {accepted[0]}"}],
+            if "\x00" in request.scope["path"] or "%00" in request.url.query:
+                raise Invalid(
+                    "The request path or query contains a NUL character",
+                    details=[{"field": "path", "message": "NUL not allowed"}],
                 )
+            if has_body:
+                has_content = request.headers.get("content-length", "0") != "0" or (
+                    "transfer-encoding" in request.headers
+                )
+                media = _media_type(request)
+                if (
+                    has_content
+                    and media
+                    and not (media in accepted or (not is_form and media.endswith("+json")))
+                ):
+                    raise UnsupportedMediaType(
+                        f"Content type {media!r} is not supported here; send {accepted[0]}",
+                        details=[{"field": "content-type", "message": f"expected {accepted[0]}"}],
+                    )
+                if not is_form and has_content and b"\\u0000" in await request.body():
+                    raise Invalid(
+                        "The request body contains a NUL character",
+                        details=[{"field": "body", "message": "NUL not allowed"}],
+                    )
             return await handler(request)
 
         return checked
@@ -264,3 +278,33 @@ def _valid_email(value: str) -> str:
 
 #: An e-mail address, normalised and lower-cased; internal domains are allowed.
 Email = Annotated[str, Field(max_length=320), AfterValidator(_valid_email)]
+
+
+def printable(value: str) -> str:
+    """Refuse control characters: PostgreSQL rejects NUL, and none belong in names or labels."""
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+#: Single-line text for names and labels: no control characters.
+PlainText = Annotated[str, AfterValidator(printable)]
+
+
+class PatchModel(BaseModel):
+    """Base of partial updates: fields left out stay as they are; null is not a value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [k for k, v in data.items() if v is None and k in cls.model_fields]
+            if nulls:
+                raise ValueError(f"{', '.join(sorted(nulls))} may not be null")
+        return data
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent."""
+        return self.model_dump(exclude_unset=True)
