@@ -1,6 +1,6 @@
 """Who is asking: JWT verification through Core's JWKS, principals and permissions."""
 
-from inwire.kit.auth.deps import PrincipalDep, get_principal, require
+from inwire.kit.auth.deps import PrincipalDep, ensure, get_principal, require
 from inwire.kit.auth.permissions import ORG_ROLES, permits
 from inwire.kit.auth.principal import Principal
 from inwire.kit.auth.tokens import (
@@ -19,6 +19,7 @@ __all__ = [
     "PrincipalDep",
     "StaticKeySource",
     "TokenVerifier",
+    "ensure",
     "get_principal",
     "permits",
     "require",

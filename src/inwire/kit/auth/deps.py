@@ -49,6 +49,15 @@ async def get_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def ensure(principal: Principal, permission: str) -> None:
+    """403 unless ``principal`` holds ``permission`` (for checks that depend on the input)."""
+    if not principal.can(permission):
+        raise Forbidden(
+            f"Missing permission {permission}",
+            details=[{"message": f"requires {permission}", "permission": permission}],
+        )
+
+
 def require(permission: str) -> Any:
     """Depend on an authenticated principal holding ``permission``; 403 otherwise."""
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -16,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from inwire.kit.api import WireModel
+from inwire.kit.api import PatchModel, WireModel, printable
 from inwire.kit.db import utcnow
 
 #: An organization role (inwire.kit.auth.permissions.ORG_ROLES).
@@ -25,20 +24,12 @@ OrgRole = Literal["owner", "admin", "member", "viewer"]
 MAX_KEY_DAYS = 3650
 
 
-def _printable(value: str) -> str:
-    # Control characters (NUL above all, which PostgreSQL refuses in text) have no place
-    # in a display name.
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
-Description = Annotated[str, Field(max_length=1000), AfterValidator(_printable)]
+Description = Annotated[str, Field(max_length=1000), AfterValidator(printable)]
 
 
 class ApiKeyIn(BaseModel):
@@ -94,21 +85,6 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret key; store it now, it cannot be shown again")
 
 
-class _Patch(BaseModel):
-    """A partial update: fields left out stay as they are; null is not a value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = [k for k, v in data.items() if v is None and k in cls.model_fields]
-            if nulls:
-                raise ValueError(f"{', '.join(sorted(nulls))} may not be null")
-        return data
-
-
 class ServiceAccountIn(BaseModel):
     """A new service account."""
 
@@ -118,7 +94,7 @@ class ServiceAccountIn(BaseModel):
     role: OrgRole = Field(description="May not exceed your own role")
 
 
-class ServiceAccountUpdate(_Patch):
+class ServiceAccountUpdate(PatchModel):
     """Changes to a service account; deactivating it stops its keys and tokens at once."""
 
     description: Description | None = None

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from inwire.kit.api import Email
-from inwire.services.core.users.schemas import Password, Patch, PersonName, Role, printable
+from inwire.kit.api import Email, printable
+from inwire.kit.api import PatchModel as Patch
+from inwire.services.core.users.schemas import Password, PersonName, Role
 
 #: Lower-case letters, digits and single hyphens between them: safe in URLs and hostnames.
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"

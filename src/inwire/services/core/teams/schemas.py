@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -12,44 +11,20 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
 )
 
-from inwire.kit.api import WireModel
+from inwire.kit.api import PatchModel, WireModel, printable
 
 #: A team role (inwire.kit.auth.permissions.TEAM_ROLES).
 TeamRole = Literal["maintainer", "member"]
 
 
-def _printable(value: str) -> str:
-    # Control characters (NUL above all, which PostgreSQL refuses in text) have no place
-    # in a display name.
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 TeamName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
-Description = Annotated[str, Field(max_length=1000), AfterValidator(_printable)]
-
-
-class _Patch(BaseModel):
-    """A partial update: fields left out stay as they are; null is not a value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = [k for k, v in data.items() if v is None and k in cls.model_fields]
-            if nulls:
-                raise ValueError(f"{', '.join(sorted(nulls))} may not be null")
-        return data
+Description = Annotated[str, Field(max_length=1000), AfterValidator(printable)]
 
 
 class TeamIn(BaseModel):
@@ -60,7 +35,7 @@ class TeamIn(BaseModel):
     description: Description = ""
 
 
-class TeamUpdate(_Patch):
+class TeamUpdate(PatchModel):
     """Changes to a team."""
 
     name: TeamName | None = None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -12,23 +11,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
 )
 
-from inwire.kit.api import Email
+from inwire.kit.api import Email, PatchModel, printable
 
 #: An organization role (inwire.kit.auth.permissions.ORG_ROLES).
 Role = Literal["owner", "admin", "member", "viewer"]
 
 
-def printable(value: str) -> str:
-    """Refuse control characters (PostgreSQL rejects NUL; none belong in a display name)."""
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-#: A person's display name.
 PersonName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
@@ -76,26 +66,7 @@ class MemberIn(BaseModel):
     )
 
 
-class Patch(BaseModel):
-    """A partial update: fields left out stay as they are; null is not a value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = sorted(k for k, v in data.items() if v is None and k in cls.model_fields)
-            if nulls:
-                raise ValueError(f"{', '.join(nulls)} may not be null")
-        return data
-
-    def changes(self) -> dict[str, Any]:
-        """The fields the caller sent."""
-        return self.model_dump(exclude_unset=True)
-
-
-class MemberPatch(Patch):
+class MemberPatch(PatchModel):
     """Change a member. Fields left out stay as they are."""
 
     name: PersonName | None = Field(

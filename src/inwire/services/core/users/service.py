@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.api import ListQuery
-from inwire.kit.auth import Principal
+from inwire.kit.auth import Principal, ensure
 from inwire.kit.errors import Conflict, Forbidden, NotFound
 from inwire.kit.ids import new_id
 from inwire.services.core.audit.service import ClientInfo, record
@@ -24,15 +24,6 @@ from inwire.services.core.organizations.repository import MembershipRepository
 from inwire.services.core.users.models import User
 from inwire.services.core.users.repository import MemberRepository, UserRepository
 from inwire.services.core.users.schemas import MemberIn, MemberOut, MemberPatch
-
-
-def require_permission(principal: Principal, permission: str) -> None:
-    """403 unless the principal holds ``permission`` (for rules that depend on the body)."""
-    if not principal.can(permission):
-        raise Forbidden(
-            f"Missing permission {permission}",
-            details=[{"message": f"requires {permission}", "permission": permission}],
-        )
 
 
 def check_can_grant(principal: Principal, role: str) -> None:
@@ -177,7 +168,7 @@ async def update_member(
             details=[{"field": "name", "message": "names are changed by their owner"}],
         )
     if new_role != membership.role or active != user.is_active:
-        require_permission(principal, "members:update")
+        ensure(principal, "members:update")
         if "owner" in (membership.role, new_role) and principal.role != "owner":
             raise Forbidden("Only an owner can grant owner or change an owner's membership")
         if active != user.is_active and is_self:
@@ -220,7 +211,7 @@ async def remove_member(
     repo = MemberRepository(session, principal.org)
     membership, user = await _member(repo, user_id)
     if not (principal.kind == "user" and principal.subject == user.id):
-        require_permission(principal, "members:delete")
+        ensure(principal, "members:delete")
         if membership.role == "owner" and principal.role != "owner":
             raise Forbidden("Only an owner can remove an owner")
     if membership.role == "owner" and user.is_active:
