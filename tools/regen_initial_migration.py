@@ -21,8 +21,13 @@ def main(service: str) -> None:
     for old in (location / "versions").glob("0001_*.py"):
         old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
-        autogenerate(location, f"sqlite+aiosqlite:///{tmp}/x.db", service=service,
-                     message="initial", rev_id="0001")
+        autogenerate(
+            location,
+            f"sqlite+aiosqlite:///{tmp}/x.db",
+            service=service,
+            message="initial",
+            rev_id="0001",
+        )
     target = location / "versions" / "0001_initial.py"
     for new in (location / "versions").glob("0001_*.py"):
         new.rename(target)

@@ -207,7 +207,14 @@ async def test_pagination_sort_and_filter(client, auth) -> None:
     assert [w["name"] for w in body["data"]] == [f"w{i:02}" for i in range(10, 20)]
     r = await client.get("/api/v1/widgets?color=blue", headers=auth())
     assert r.json()["meta"]["total"] == 5
-    for bad in ("per_page=101", "page=0", "sort=secret", "order=sideways", "page=x"):
+    for bad in (
+        "per_page=101",
+        "page=0",
+        "page=10000001",
+        "sort=secret",
+        "order=sideways",
+        "page=x",
+    ):
         r = await client.get(f"/api/v1/widgets?{bad}", headers=auth())
         assert_error(r, 400, "VALIDATION_ERROR")
         assert r.json()["error"]["details"][0]["field"] == bad.split("=")[0]

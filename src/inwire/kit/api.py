@@ -28,6 +28,8 @@ from inwire.kit.errors import Invalid, UnsupportedMediaType
 T = TypeVar("T")
 
 MAX_PER_PAGE = 100
+#: Deepest page: keeps offsets inside 64-bit integers on every database.
+MAX_PAGE = 10_000_000
 DEFAULT_PER_PAGE = 20
 
 
@@ -152,7 +154,7 @@ def list_params(
             "page",
             inspect.Parameter.KEYWORD_ONLY,
             annotation=int,
-            default=Query(1, ge=1, description="Page number, from 1"),
+            default=Query(1, ge=1, le=MAX_PAGE, description="Page number, from 1"),
         ),
         inspect.Parameter(
             "per_page",

@@ -124,15 +124,12 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"path": request.url.path})
-    rid = request_id_var.get() or ""
+def _internal_error(rid: str) -> JSONResponse:
     return error_response(
         500,
         "INTERNAL_ERROR",
         "Internal error; quote the request id when reporting it",
         [{"message": "request id", "request_id": rid}],
-        {"X-Request-ID": rid},
     )
 
 
@@ -172,14 +169,22 @@ class RequestContextMiddleware:
         method = scope.get("method", "GET")
         path = scope.get("path", "")
 
-        limit = 0 if path.startswith(self.exempt) and self.exempt else self.max_body
+        # Under a mount (one-process mode) the path keeps the mount prefix; the root_path has it.
+        local_path = (
+            path[len(scope.get("root_path", "")) :]
+            if scope.get("root_path") and path.startswith(scope.get("root_path", ""))
+            else path
+        )
+        limit = 0 if self.exempt and local_path.startswith(self.exempt) else self.max_body
         too_large = False
         replaced = False
+        status_sent = False
         seen = 0
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, replaced
+            nonlocal status, replaced, status_sent
             if message["type"] == "http.response.start":
+                status_sent = True
                 if too_large:
                     # The app failed while reading an oversized body; whatever it answered,
                     # the truthful answer is 413.
@@ -224,7 +229,15 @@ class RequestContextMiddleware:
                     )
                     return
                 receive_checked = receive_limited if limit else receive
-                await self.app(scope, receive_checked, send_wrapper)
+                try:
+                    await self.app(scope, receive_checked, send_wrapper)
+                except Exception:
+                    # Answered here, while the request id is still known, rather than by
+                    # Starlette's outermost handler; a response already begun is cut off.
+                    log.exception("unhandled error", extra={"path": path})
+                    if status_sent:
+                        raise
+                    await _send_json(send_wrapper, _internal_error(rid))
                 span.set_attribute("http.status_code", status)
         finally:
             route = scope.get("route")
@@ -330,7 +343,6 @@ def create_service_app(
     app.add_exception_handler(InwireError, _on_inwire_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
 
     if settings.cors_origins:
         from starlette.middleware.cors import CORSMiddleware

@@ -47,7 +47,7 @@ async def seeded(app: FastAPI) -> None:
                     id=who.user_id,
                     email=who.email,
                     name=f"{who.role} {who.org_key}",
-                    password_hash=core.passwords.hash(who.password),
+                    password_hash=await core.passwords.hash(who.password),
                 )
             )
         await session.flush()

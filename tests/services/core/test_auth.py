@@ -275,3 +275,14 @@ async def test_another_service_verifies_core_tokens_through_jwks(client, app) ->
     principal = await verifier.verify(token)
     assert principal.org == ORGS["b"]
     assert principal.roles == ("viewer",)
+
+
+async def test_concurrent_logins_all_succeed(client) -> None:
+    import asyncio
+
+    # On SQLite, read-then-write transactions used to fail at once with "database is locked"
+    # (SQLITE_BUSY_SNAPSHOT) when another login committed in between.
+    results = await asyncio.gather(
+        *(login(client, role) for role in ("owner", "admin", "member", "viewer") * 2)
+    )
+    assert [r.status_code for r in results] == [200] * 8

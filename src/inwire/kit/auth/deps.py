@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from inwire.kit.auth.principal import Principal
+from inwire.kit.db.engine import SessionDep
 from inwire.kit.errors import Forbidden, Unauthorized
 from inwire.kit.observability import org_var, principal_var
 
@@ -23,11 +24,13 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request, session: SessionDep) -> Principal:
     """Authenticate the request; 401 in the error envelope when that fails.
 
-    An app may install ``app.state.authenticate`` (Core does, for API keys and revocation);
-    otherwise the bearer JWT is verified with ``app.state.verifier``.
+    An app may install ``app.state.authenticate(token, request, session)`` (Core does, for
+    API keys, revocation and current roles; it reads through the request's own session);
+    otherwise the bearer JWT is verified with ``app.state.verifier`` and no database is
+    touched (the session is lazy).
     """
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
@@ -37,7 +40,7 @@ async def get_principal(request: Request) -> Principal:
         raise Unauthorized("Missing bearer credentials")
     authenticate = getattr(request.app.state, "authenticate", None)
     if authenticate is not None:
-        principal: Principal = await authenticate(token, request)
+        principal: Principal = await authenticate(token, request, session)
     else:
         principal = await request.app.state.verifier.verify(token)
     request.state.principal = principal

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,40 @@ from sqlalchemy.ext.asyncio import (
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+#: Whether the current task's next SQLite transaction will write. In WAL mode a deferred
+#: transaction that read before another connection committed cannot start writing: SQLite
+#: answers SQLITE_BUSY_SNAPSHOT at once, without waiting for busy_timeout. Transactions that
+#: may write therefore start with BEGIN IMMEDIATE, which takes the write lock up front (and
+#: does wait for busy_timeout); read-only requests keep plain, concurrent BEGIN.
+_sqlite_write_intent: ContextVar[bool] = ContextVar("inwire_sqlite_write_intent", default=True)
+
+
+AfterTransaction = Callable[[], Awaitable[None]]
+_AFTER_KEY = "inwire_after_transaction"
+
+
+def after_transaction(session: AsyncSession, callback: AfterTransaction) -> None:
+    """Run ``callback`` once the session's transaction has ended, committed or rolled back.
+
+    For writes that must outlive a failing request, such as a failed login in the audit
+    log: the callback opens a session of its own. Writing from a second session while the
+    first still holds SQLite's write lock would wait on itself.
+    """
+    session.info.setdefault(_AFTER_KEY, []).append(callback)
+
+
+def writing() -> bool:
+    """Whether the current task's database session was opened to write."""
+    return _sqlite_write_intent.get()
+
+
+WRITES_KEY = "x-inwire-writes"
+#: ``openapi_extra`` of a GET route that writes to the database.
+WRITES: dict[str, Any] = {WRITES_KEY: True}
+
+#: HTTP methods whose requests only read.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Database:
@@ -68,15 +103,31 @@ class Database:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that commits when the block succeeds and rolls back when it raises."""
-        async with self.sessionmaker() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+    async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A session that commits when the block succeeds and rolls back when it raises.
+
+        ``write=False`` promises the block only reads, which lets SQLite run it alongside
+        other readers and a writer.
+        """
+        token = _sqlite_write_intent.set(write)
+        callbacks: list[AfterTransaction] = []
+        try:
+            async with self.sessionmaker() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+                finally:
+                    callbacks = session.info.pop(_AFTER_KEY, [])
+        finally:
+            _sqlite_write_intent.reset(token)
+            for callback in callbacks:
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("after-transaction callback failed")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -93,15 +144,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # BEGIN IMMEDIATE would serialise readers too; a plain BEGIN with busy_timeout is enough
-    # because writes are short and the first write takes the lock.
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_write_intent.get() else "BEGIN")
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's session: committed on success, rolled back on error."""
+    """The request's session: committed on success, rolled back on error.
+
+    GET, HEAD and OPTIONS requests get a read-only transaction, the others a writing one; a
+    GET that writes (an OAuth callback, say) declares ``openapi_extra=WRITES``.
+    """
     db: Database = request.app.state.db
-    async with db.session() as session:
+    route = request.scope.get("route")
+    declared = (getattr(route, "openapi_extra", None) or {}).get(WRITES_KEY, False)
+    write = bool(declared) or request.method not in READ_ONLY_METHODS
+    async with db.session(write=write) as session:
         yield session
 
 

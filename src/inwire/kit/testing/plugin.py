@@ -113,7 +113,10 @@ def db_url(
         yield f"sqlite+aiosqlite:///{tmp_path / 'db' / 'service.db'}", ""
         return
     url: str = request.getfixturevalue("postgres_database")
-    schema = "svc"
+    # One schema per test module: modules test different services (different tables), and
+    # a table one leaves behind must not show up in another's schema.
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    schema = f"t_{module}"[:63]
     yield url, schema
     asyncio.run(_truncate_schema(url, schema))
 

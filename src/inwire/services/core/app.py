@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.app import create_service_app
 from inwire.kit.auth import JWKSKeySource, Principal
@@ -49,8 +50,8 @@ def create_app(settings: CoreSettings | None = None, peers: Any = None) -> FastA
         )
         app.state.core = core
 
-        async def authenticate(token: str, request: Request) -> Principal:
-            return await auth_service.authenticate(core, app.state.verifier, token)
+        async def authenticate(token: str, request: Request, session: AsyncSession) -> Principal:
+            return await auth_service.authenticate(core, app.state.verifier, token, session)
 
         app.state.authenticate = authenticate
         await core.keyring.jwks()

@@ -35,7 +35,7 @@ async def bootstrap(core: CoreContext) -> bool:
             id=new_id("usr"),
             email=settings.bootstrap_admin_email.lower(),
             name="Administrator",
-            password_hash=core.passwords.hash(password),
+            password_hash=await core.passwords.hash(password),
             default_organization_id=org.id,
         )
         session.add_all([org, user])

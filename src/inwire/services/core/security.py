@@ -6,6 +6,7 @@ random, so a slow hash adds nothing), Fernet (cryptography) for secrets at rest.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -35,12 +36,15 @@ class Passwords:
         )
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
 
-    def hash(self, password: str) -> str:
-        """Hash a password."""
-        return self.hasher.hash(password)
+    async def hash(self, password: str) -> str:
+        """Hash a password in a worker thread (argon2 releases the GIL; the loop stays free)."""
+        return await asyncio.to_thread(self.hasher.hash, password)
 
-    def verify(self, stored: str | None, password: str) -> bool:
-        """Check a password; with no stored hash, spend the same time and fail."""
+    async def verify(self, stored: str | None, password: str) -> bool:
+        """Check a password off the event loop; with no stored hash, spend the same time."""
+        return await asyncio.to_thread(self._verify, stored, password)
+
+    def _verify(self, stored: str | None, password: str) -> bool:
         try:
             return self.hasher.verify(stored or self._dummy, password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):

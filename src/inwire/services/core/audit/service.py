@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.api import ListQuery
 from inwire.kit.auth import Principal
+from inwire.kit.db import Database
+from inwire.kit.db.engine import after_transaction
 from inwire.kit.errors import Invalid
 from inwire.kit.ids import new_id
 from inwire.services.core.audit.models import AuditEvent
@@ -65,11 +67,14 @@ async def record(
     )
 
 
-async def record_now(sessionmaker: Any, action: str, **kwargs: Any) -> None:
-    """Record in a session of its own, for failures whose request rolls back."""
-    async with sessionmaker() as session:
-        await record(session, action, **kwargs)
-        await session.commit()
+def record_after(session: AsyncSession, db: Database, action: str, **kwargs: Any) -> None:
+    """Record once the request's transaction has ended, for failures whose request rolls back."""
+
+    async def write() -> None:
+        async with db.session() as own:
+            await record(own, action, **kwargs)
+
+    after_transaction(session, write)
 
 
 async def record_by(

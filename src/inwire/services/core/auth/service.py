@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.auth import Principal
 from inwire.kit.auth.permissions import role_at_least
 from inwire.kit.auth.tokens import TokenVerifier, sign_token
 from inwire.kit.db import utcnow
+from inwire.kit.db.engine import after_transaction, writing
 from inwire.kit.errors import Forbidden, Invalid, TooManyRequests, Unauthorized
 from inwire.kit.ids import new_id
 from inwire.kit.ratelimit import RateLimit
 from inwire.services.core.apikeys.models import ApiKey, ServiceAccount
 from inwire.services.core.apikeys.repository import ApiKeyRepository
-from inwire.services.core.audit.service import ClientInfo, record, record_now
+from inwire.services.core.audit.service import ClientInfo, record, record_after
 from inwire.services.core.auth.models import PasswordReset, RefreshToken, RevokedToken
 from inwire.services.core.auth.repository import (
     PasswordResetRepository,
@@ -39,6 +42,8 @@ from inwire.services.core.users.models import User
 from inwire.services.core.users.repository import UserRepository
 
 INVALID_LOGIN = "Invalid email or password"
+
+log = logging.getLogger("inwire.core.auth")
 
 
 def check_password_policy(core: CoreContext, password: str, *, email: str = "") -> None:
@@ -185,7 +190,7 @@ async def login(
     await throttle_login(core, email, client)
     user = await UserRepository.unscoped(session).by_email(email)
     usable = user is not None and user.is_active and user.password_hash
-    ok = core.passwords.verify(user.password_hash if usable and user else None, password)
+    ok = await core.passwords.verify(user.password_hash if usable and user else None, password)
     if not ok or user is None:
         orgs = []
         if user is not None:
@@ -194,8 +199,9 @@ async def login(
                 for m in await MembershipRepository.unscoped(session).all_of_user(user.id)
             ]
         for org in orgs or [""]:
-            await record_now(
-                core.db.sessionmaker,
+            record_after(
+                session,
+                core.db,
                 "auth.login",
                 org_id=org,
                 actor_id=user.id if user else "",
@@ -206,7 +212,7 @@ async def login(
         raise Unauthorized(INVALID_LOGIN, code="INVALID_CREDENTIALS")
     assert user.password_hash is not None
     if core.passwords.needs_rehash(user.password_hash):
-        user.password_hash = core.passwords.hash(password)
+        user.password_hash = await core.passwords.hash(password)
     membership = await choose_membership(session, user, org_id)
     user.last_login_at = utcnow()
     pair = await issue_tokens(core, session, user, membership)
@@ -227,17 +233,23 @@ async def refresh(
         raise Unauthorized("Invalid refresh token", code="INVALID_TOKEN")
     if row.used_at is not None or row.revoked_at is not None:
         if row.used_at is not None:
-            async with core.db.session() as own:
-                await RefreshTokenRepository.unscoped(own).revoke_family(row.family_id)
-                await record(
-                    own,
-                    "auth.refresh_reuse",
-                    org_id=row.organization_id,
-                    actor_id=row.user_id,
-                    outcome="failure",
-                    client=client,
-                    family=row.family_id,
-                )
+            family, org, user_id = row.family_id, row.organization_id, row.user_id
+
+            async def revoke_family() -> None:
+                async with core.db.session() as own:
+                    await RefreshTokenRepository.unscoped(own).revoke_family(family)
+                    await record(
+                        own,
+                        "auth.refresh_reuse",
+                        org_id=org,
+                        actor_id=user_id,
+                        outcome="failure",
+                        client=client,
+                        family=family,
+                    )
+
+            # The request fails (401) and rolls back; the revocation must stand regardless.
+            after_transaction(session, revoke_family)
         raise Unauthorized("Refresh token already used or revoked", code="INVALID_TOKEN")
     if row.expires_at <= now:
         raise Unauthorized("Refresh token expired", code="TOKEN_EXPIRED")
@@ -304,9 +316,10 @@ async def change_password(
     if principal.kind != "user":
         raise Forbidden("Service accounts have no password")
     user = await UserRepository.unscoped(session).get(principal.subject)
-    if not core.passwords.verify(user.password_hash, current):
-        await record_now(
-            core.db.sessionmaker,
+    if not await core.passwords.verify(user.password_hash, current):
+        record_after(
+            session,
+            core.db,
             "auth.password_change",
             org_id=principal.org,
             actor_id=user.id,
@@ -326,7 +339,7 @@ async def change_password(
 
 async def set_password(core: CoreContext, session: AsyncSession, user: User, password: str) -> None:
     """Store a new password hash and end every session of the user."""
-    user.password_hash = core.passwords.hash(password)
+    user.password_hash = await core.passwords.hash(password)
     user.password_changed_at = utcnow()
     await RefreshTokenRepository.unscoped(session).revoke_user(user.id)
 
@@ -391,7 +404,10 @@ async def principal_from_api_key(core: CoreContext, session: AsyncSession, key: 
         raise Unauthorized("Invalid, revoked or expired API key", code="INVALID_API_KEY")
     subject, kind, name, role = await _key_owner(session, row)
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-        row.last_used_at = now  # recorded at most once a minute to spare the database
+        if writing():
+            row.last_used_at = now  # commits with the request
+        else:
+            await _touch_key(core, row.id, now)
     return Principal(
         subject=subject,
         org=row.organization_id,
@@ -400,6 +416,21 @@ async def principal_from_api_key(core: CoreContext, session: AsyncSession, key: 
         token_id=row.id,
         name=name,
     )
+
+
+async def _touch_key(core: CoreContext, key_id: str, now: datetime) -> None:
+    """Record a key's last use, at most once a minute, in a short write of its own.
+
+    Used when the request's own transaction is read-only; the record is best effort, so a
+    busy database never fails the request it accompanies.
+    """
+    try:
+        async with core.db.session() as own:
+            key = await own.get(ApiKey, key_id)
+            if key is not None:
+                key.last_used_at = now
+    except OperationalError:
+        log.warning("could not record last use of API key %s", key_id)
 
 
 async def _key_owner(session: AsyncSession, row: ApiKey) -> tuple[str, str, str, str]:
@@ -440,27 +471,29 @@ async def exchange_api_key(core: CoreContext, session: AsyncSession, key: str) -
     )
 
 
-async def authenticate(core: CoreContext, verifier: TokenVerifier, token: str) -> Principal:
+async def authenticate(
+    core: CoreContext, verifier: TokenVerifier, token: str, session: AsyncSession
+) -> Principal:
     """Core's own check of a bearer credential: API key, or JWT plus revocation and membership.
 
     Other services trust a JWT until it expires (at most 15 minutes); Core, which holds the
-    truth, applies logout, removal and role changes at once.
+    truth, applies logout, removal and role changes at once. Reads go through the request's
+    session, so the handler finds the user and membership already loaded.
     """
-    async with core.db.session() as session:
-        if token.startswith(API_KEY_PREFIX):
-            return await principal_from_api_key(core, session, token)
-        principal = await verifier.verify(token)
-        if await RevokedTokenRepository.unscoped(session).is_revoked(principal.token_id):
-            raise Unauthorized("Token revoked", code="TOKEN_REVOKED")
-        if principal.kind == "service":
-            account = await session.get(ServiceAccount, principal.subject)
-            if account is None or not account.is_active or account.organization_id != principal.org:
-                raise Unauthorized("Service account disabled")
-            return principal
-        user = await session.get(User, principal.subject)
-        membership = await MembershipRepository(session, principal.org).of_user(principal.subject)
-        if user is None or not user.is_active or membership is None:
-            raise Unauthorized("Account no longer has access to this organization")
-        if principal.roles != (membership.role,):
-            principal = replace(principal, roles=(membership.role,))
+    if token.startswith(API_KEY_PREFIX):
+        return await principal_from_api_key(core, session, token)
+    principal = await verifier.verify(token)
+    if await RevokedTokenRepository.unscoped(session).is_revoked(principal.token_id):
+        raise Unauthorized("Token revoked", code="TOKEN_REVOKED")
+    if principal.kind == "service":
+        account = await session.get(ServiceAccount, principal.subject)
+        if account is None or not account.is_active or account.organization_id != principal.org:
+            raise Unauthorized("Service account disabled")
         return principal
+    user = await session.get(User, principal.subject)
+    membership = await MembershipRepository(session, principal.org).of_user(principal.subject)
+    if user is None or not user.is_active or membership is None:
+        raise Unauthorized("Account no longer has access to this organization")
+    if principal.roles != (membership.role,):
+        principal = replace(principal, roles=(membership.role,))
+    return principal

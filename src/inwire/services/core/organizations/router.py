@@ -44,11 +44,11 @@ InvitationList = Annotated[
 ]
 
 
-async def optional_principal(request: Request) -> Principal | None:
+async def optional_principal(request: Request, session: SessionDep) -> Principal | None:
     """The caller if the request carries a bearer credential (which must then be valid)."""
     if bearer_token(request) is None:
         return None
-    return await get_principal(request)
+    return await get_principal(request, session)
 
 
 # -- organizations ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from inwire.kit.auth import Principal
 from inwire.kit.db import utcnow
 from inwire.kit.errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
 from inwire.kit.ids import new_id
-from inwire.services.core.audit.service import ClientInfo, record, record_now
+from inwire.services.core.audit.service import ClientInfo, record, record_after
 from inwire.services.core.auth.schemas import TokenPair
 from inwire.services.core.auth.service import (
     INVALID_LOGIN,
@@ -369,9 +369,9 @@ async def accept_invitation(
     user = await users.by_email(invitation.email)
     created = user is None
     if user is None:
-        user = await users.add(_new_account(core, invitation, body))
+        user = await users.add(await _new_account(core, invitation, body))
     else:
-        await _prove_account(core, user, invitation, body, principal, client)
+        await _prove_account(core, session, user, invitation, body, principal, client)
     if not await invitations.mark_accepted(invitation.id, now):
         raise _gone("accepted")
     membership = await join(session, invitation.organization_id, user, invitation.role)
@@ -391,7 +391,7 @@ async def accept_invitation(
     return pair
 
 
-def _new_account(core: CoreContext, invitation: Invitation, body: InvitationAcceptIn) -> User:
+async def _new_account(core: CoreContext, invitation: Invitation, body: InvitationAcceptIn) -> User:
     missing = [f for f in ("name", "password") if getattr(body, f) is None]
     if missing:
         raise Invalid(
@@ -404,7 +404,7 @@ def _new_account(core: CoreContext, invitation: Invitation, body: InvitationAcce
         id=new_id("usr"),
         email=invitation.email,
         name=body.name or "",
-        password_hash=core.passwords.hash(body.password),
+        password_hash=await core.passwords.hash(body.password),
         password_changed_at=utcnow(),
         default_organization_id=invitation.organization_id,
     )
@@ -412,6 +412,7 @@ def _new_account(core: CoreContext, invitation: Invitation, body: InvitationAcce
 
 async def _prove_account(
     core: CoreContext,
+    session: AsyncSession,
     user: User,
     invitation: Invitation,
     body: InvitationAcceptIn,
@@ -433,9 +434,10 @@ async def _prove_account(
     # The password path serves people who cannot sign in anywhere (they belong to no
     # organization yet), so it is throttled like login (OWASP ASVS 2.2.1).
     await throttle_login(core, invitation.email, client)
-    if not (user.is_active and core.passwords.verify(user.password_hash, body.password)):
-        await record_now(
-            core.db.sessionmaker,
+    if not (user.is_active and await core.passwords.verify(user.password_hash, body.password)):
+        record_after(
+            session,
+            core.db,
             "invitations.accepted",
             org_id=invitation.organization_id,
             actor_id=user.id,

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
 from inwire.kit.auth import Principal, require
 from inwire.kit.db import SessionDep
+from inwire.kit.db.engine import WRITES
 from inwire.services.core.auth.schemas import TokenPair
 from inwire.services.core.context import ClientDep, CoreDep
 from inwire.services.core.security import new_secret_token
@@ -109,6 +110,7 @@ def _cookie_path(core: CoreDep) -> str:
     status_code=302,
     response_class=RedirectResponse,
     responses={302: {"description": "Redirect to the identity provider"}},
+    openapi_extra=WRITES,
 )
 async def sso_login(
     provider_id: str,
@@ -144,6 +146,7 @@ async def sso_login(
     "/callback",
     response_model=Item[TokenPair],
     responses={302: {"description": "Redirect to redirect_uri with the tokens in the fragment"}},
+    openapi_extra=WRITES,
 )
 async def sso_callback(
     request: Request,

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inwire.kit.api import Email, ListQuery
 from inwire.kit.auth import Principal
 from inwire.kit.db import utcnow
+from inwire.kit.db.engine import after_transaction
 from inwire.kit.errors import (
     Conflict,
     Forbidden,
@@ -38,7 +39,7 @@ from inwire.kit.errors import (
 )
 from inwire.kit.ids import new_id
 from inwire.kit.ratelimit import RateLimit
-from inwire.services.core.audit.service import ClientInfo, record, record_now
+from inwire.services.core.audit.service import ClientInfo, record, record_after
 from inwire.services.core.auth.schemas import TokenPair
 from inwire.services.core.auth.service import issue_tokens
 from inwire.services.core.context import CoreContext
@@ -464,21 +465,27 @@ def _state_error(message: str, code: str = "SSO_STATE_INVALID") -> Invalid:
     return Invalid(message, code=code, details=[{"field": "state", "message": message}])
 
 
-async def _take_state(core: CoreContext, state: str) -> PendingLogin | None:
-    # In a session of its own, committed at once: a state is spent even when the sign-in
-    # then fails and the request's transaction rolls back.
-    async with core.db.session() as own:
-        row = await SSOLoginStateRepository.unscoped(own).take(token_hash(state))
-        if row is None:
-            return None
-        return PendingLogin(
-            provider_id=row.provider_id,
-            nonce=row.nonce,
-            code_verifier=row.code_verifier,
-            redirect_uri=row.redirect_uri,
-            browser_hash=str((row.extra or {}).get("browser", "")),
-            expires_at=row.expires_at,
-        )
+async def _take_state(core: CoreContext, session: AsyncSession, state: str) -> PendingLogin | None:
+    """Spend a sign-in state. It stays spent even when the sign-in then fails: if the
+    request's transaction rolls back, the state is deleted again once it has ended."""
+    digest = token_hash(state)
+    row = await SSOLoginStateRepository.unscoped(session).take(digest)
+    if row is None:
+        return None
+
+    async def spend_for_good() -> None:
+        async with core.db.session() as own:
+            await SSOLoginStateRepository.unscoped(own).take(digest)
+
+    after_transaction(session, spend_for_good)
+    return PendingLogin(
+        provider_id=row.provider_id,
+        nonce=row.nonce,
+        code_verifier=row.code_verifier,
+        redirect_uri=row.redirect_uri,
+        browser_hash=str((row.extra or {}).get("browser", "")),
+        expires_at=row.expires_at,
+    )
 
 
 async def _exchange_code(
@@ -717,7 +724,7 @@ async def finish_login(
     try:
         if not state:
             raise _state_error("The sign-in has no state; start it again")
-        pending = await _take_state(core, state)
+        pending = await _take_state(core, session, state)
         if pending is None:
             raise _state_error("Unknown or already used sign-in state; start again")
         provider_id = pending.provider_id
@@ -756,8 +763,9 @@ async def finish_login(
         claims = await verify_id_token(http, provider, metadata, id_token, pending.nonce)
         plan = await plan_sign_in(session, provider, claims)
     except InwireError as exc:
-        await record_now(
-            core.db.sessionmaker,
+        record_after(
+            session,
+            core.db,
             "auth.sso_login",
             org_id=org_id,
             outcome="failure",

@@ -114,7 +114,7 @@ async def add_member(
         password_hash = None
         if body.password is not None:
             check_password_policy(core, body.password, email=body.email)
-            password_hash = core.passwords.hash(body.password)
+            password_hash = await core.passwords.hash(body.password)
         user = await users.add(
             User(
                 id=new_id("usr"),
