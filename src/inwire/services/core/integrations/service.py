@@ -15,7 +15,7 @@ from inwire.kit.api import ListQuery
 from inwire.kit.auth import Principal
 from inwire.kit.db import utcnow
 from inwire.kit.ids import new_id
-from inwire.services.core.audit.service import ClientInfo, record
+from inwire.services.core.audit.service import ClientInfo, record_by
 from inwire.services.core.context import CoreContext
 from inwire.services.core.integrations.kinds import (
     KINDS,
@@ -122,12 +122,10 @@ async def create_integration(
         created_by=principal.subject,
     )
     await IntegrationRepository(session, principal.org).add(row)
-    await record(
+    await record_by(
         session,
+        principal,
         "integrations.created",
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="integration",
         target_id=row.id,
         client=client,
@@ -181,12 +179,10 @@ async def update_integration(
     if changed:
         row.updated_at = utcnow()
         await repo.flush()
-        await record(
+        await record_by(
             session,
+            principal,
             "integrations.updated",
-            org_id=principal.org,
-            actor_id=principal.subject,
-            actor_kind=principal.kind,
             target_type="integration",
             target_id=row.id,
             client=client,
@@ -202,12 +198,10 @@ async def delete_integration(
     repo = IntegrationRepository(session, principal.org)
     row = await repo.get(id_)
     await repo.remove(row)
-    await record(
+    await record_by(
         session,
+        principal,
         "integrations.deleted",
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="integration",
         target_id=row.id,
         client=client,
@@ -283,12 +277,10 @@ async def check_connection(
     row.status = "ok" if ok else "failed"
     row.last_tested_at = utcnow()
     row.last_test_message = message
-    await record(
+    await record_by(
         session,
+        principal,
         "integrations.tested",
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="integration",
         target_id=row.id,
         outcome="success" if ok else "failure",

@@ -16,7 +16,7 @@ from inwire.kit.auth import Principal
 from inwire.kit.db import utcnow
 from inwire.kit.errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
 from inwire.kit.ids import new_id
-from inwire.services.core.audit.service import ClientInfo, record, record_after
+from inwire.services.core.audit.service import ClientInfo, record, record_after, record_by
 from inwire.services.core.auth.schemas import TokenPair
 from inwire.services.core.auth.service import (
     INVALID_LOGIN,
@@ -278,12 +278,10 @@ async def create_invitation(
     )
     org = await OrganizationRepository.unscoped(session).get(principal.org)
     mail_sent = await _mail_invitation(core, org, principal, invitation, token)
-    await record(
+    await record_by(
         session,
+        principal,
         "invitations.created",
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="invitation",
         target_id=invitation.id,
         client=client,
@@ -332,12 +330,10 @@ async def revoke_invitation(
         )
     if invitation.revoked_at is None:
         invitation.revoked_at = utcnow()
-        await record(
+        await record_by(
             session,
+            principal,
             "invitations.revoked",
-            org_id=principal.org,
-            actor_id=principal.subject,
-            actor_kind=principal.kind,
             target_type="invitation",
             target_id=invitation.id,
             client=client,

@@ -39,7 +39,7 @@ from inwire.kit.errors import (
 )
 from inwire.kit.ids import new_id
 from inwire.kit.ratelimit import RateLimit
-from inwire.services.core.audit.service import ClientInfo, record, record_after
+from inwire.services.core.audit.service import ClientInfo, record, record_after, record_by
 from inwire.services.core.auth.schemas import TokenPair
 from inwire.services.core.auth.service import issue_tokens
 from inwire.services.core.context import CoreContext
@@ -255,12 +255,10 @@ async def create_provider(
         enabled=body.enabled,
     )
     await OIDCProviderRepository(session, principal.org).add(row)
-    await record(
+    await record_by(
         session,
+        principal,
         "sso.created",
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="oidc_provider",
         target_id=row.id,
         client=client,
@@ -304,12 +302,10 @@ async def update_provider(
     if changed:
         row.updated_at = utcnow()
         await repo.flush()
-        await record(
+        await record_by(
             session,
+            principal,
             "sso.updated",
-            org_id=principal.org,
-            actor_id=principal.subject,
-            actor_kind=principal.kind,
             target_type="oidc_provider",
             target_id=row.id,
             client=client,
@@ -325,12 +321,10 @@ async def delete_provider(
     repo = OIDCProviderRepository(session, principal.org)
     row = await repo.get(id_)
     await repo.remove(row)
-    await record(
+    await record_by(
         session,
+        principal,
         "sso.deleted",
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="oidc_provider",
         target_id=row.id,
         client=client,

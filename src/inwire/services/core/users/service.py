@@ -15,7 +15,7 @@ from inwire.kit.api import ListQuery
 from inwire.kit.auth import Principal, ensure
 from inwire.kit.errors import Conflict, Forbidden, NotFound
 from inwire.kit.ids import new_id
-from inwire.services.core.audit.service import ClientInfo, record
+from inwire.services.core.audit.service import ClientInfo, record_by
 from inwire.services.core.auth.repository import RefreshTokenRepository
 from inwire.services.core.auth.service import check_password_policy
 from inwire.services.core.context import CoreContext
@@ -65,12 +65,10 @@ async def _audit(
     user_id: str,
     **details: Any,
 ) -> None:
-    await record(
+    await record_by(
         session,
+        principal,
         action,
-        org_id=principal.org,
-        actor_id=principal.subject,
-        actor_kind=principal.kind,
         target_type="user",
         target_id=user_id,
         client=client,
