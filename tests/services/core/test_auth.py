@@ -286,3 +286,33 @@ async def test_concurrent_logins_all_succeed(client) -> None:
         *(login(client, role) for role in ("owner", "admin", "member", "viewer") * 2)
     )
     assert [r.status_code for r in results] == [200] * 8
+
+
+async def test_api_key_tokens_stay_in_their_organization_and_role(client, auth, app) -> None:
+    from inwire.services.core.organizations.models import Membership
+
+    async with app.state.db.session() as session:
+        session.add(
+            Membership(
+                id="mem_keyswitch",
+                organization_id=ORGS["b"],
+                user_id=identity().user_id,
+                role="admin",
+            )
+        )
+    r = await client.post(
+        "/api/v1/api-keys", headers=auth(), json={"name": "reader", "role": "viewer"}
+    )
+    assert r.status_code == 201, r.text
+    key = r.json()["data"]["key"]
+    exchanged = await client.post("/api/v1/auth/token", json={"api_key": key})
+    token = exchanged.json()["data"]["access_token"]
+    assert claims_of(token)["amr"] == ["key"]
+    for bearer in (key, token):
+        headers = {"Authorization": f"Bearer {bearer}"}
+        me = await client.get("/api/v1/auth/me", headers=headers)
+        assert me.json()["data"]["role"] == "viewer"  # not the owner's admin role
+        r = await client.post(
+            "/api/v1/auth/switch-organization", headers=headers, json={"organization_id": ORGS["b"]}
+        )
+        assert_error(r, 403, "KEY_BOUND")

@@ -459,3 +459,33 @@ async def test_provider_list_paginates_sorts_and_filters(client, auth, idp) -> N
     assert [p["name"] for p in r.json()["data"]] == ["bravo", "alpha", "charlie"]
     for bad in ({"sort": "issuer"}, {"enabled": "perhaps"}, {"page": 0}):
         assert_error(await client.get(PROVIDERS, params=bad, headers=auth()), 400)
+
+
+async def test_single_sign_on_session_cannot_switch_to_another_organization(
+    app, client, auth, idp, browser
+) -> None:
+    from inwire.services.core.organizations.models import Membership
+
+    provider = await add_provider(client, auth, idp)
+    member = identity("member", "a")
+    async with app.state.db.session() as session:
+        session.add(
+            Membership(
+                id="mem_ssoswitch", organization_id=ORGS["b"], user_id=member.user_id, role="admin"
+            )
+        )
+    idp.user.update(sub="idp-switcher", email=member.email, email_verified=True)
+    r = await sign_in(client, browser, provider["id"])
+    assert r.status_code == 200, r.text
+    pair = r.json()["data"]
+    assert claims_of(pair["access_token"])["amr"] == ["sso"]
+    headers = {"Authorization": f"Bearer {pair['access_token']}"}
+    r = await client.post(
+        "/api/v1/auth/switch-organization", headers=headers, json={"organization_id": ORGS["b"]}
+    )
+    assert_error(r, 403, "SSO_SESSION_BOUND")
+    # The binding survives refresh.
+    refreshed = await client.post(
+        "/api/v1/auth/token/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    assert claims_of(refreshed.json()["data"]["access_token"])["amr"] == ["sso"]

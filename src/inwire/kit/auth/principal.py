@@ -23,6 +23,8 @@ class Principal:
     token: str = field(default="", repr=False)
     expires_at: datetime | None = None
     name: str = ""
+    #: How the session began (RFC 8176 ``amr``): ``pwd``, ``sso`` (single sign-on), ``key``.
+    amr: tuple[str, ...] = ()
 
     def can(self, permission: str) -> bool:
         """Whether any of the principal's roles grants ``permission``."""

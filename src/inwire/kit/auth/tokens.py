@@ -163,6 +163,7 @@ class TokenVerifier:
             token=token,
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
             name=str(claims.get("name", "")),
+            amr=tuple(str(m) for m in claims.get("amr", []) if isinstance(m, str)),
         )
 
 

@@ -41,6 +41,8 @@ class RefreshToken(CoreBase):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: How the family's session began (``pwd`` or ``sso``); kept through every rotation.
+    method: Mapped[str] = mapped_column(String(10), default="pwd")
 
 
 class RevokedToken(CoreBase):

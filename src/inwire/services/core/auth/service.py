@@ -96,8 +96,13 @@ async def issue_tokens(
     *,
     family_id: str | None = None,
     with_refresh: bool = True,
+    method: str = "pwd",
 ) -> TokenPair:
-    """An access token for ``user`` in the membership's organization, and a refresh token."""
+    """An access token for ``user`` in the membership's organization, and a refresh token.
+
+    ``method`` says how the session began (``pwd`` or ``sso``); it travels in the ``amr``
+    claim and through every refresh of the family.
+    """
     access = await sign_access_token(
         core,
         subject=user.id,
@@ -105,6 +110,7 @@ async def issue_tokens(
         roles=[membership.role],
         kind="user",
         name=user.email,
+        amr=[method],
     )
     refresh: str | None = None
     if with_refresh:
@@ -117,6 +123,7 @@ async def issue_tokens(
                 user_id=user.id,
                 organization_id=membership.organization_id,
                 expires_at=utcnow() + timedelta(seconds=core.settings.refresh_token_ttl_seconds),
+                method=method,
             )
         )
     return TokenPair(
@@ -138,6 +145,7 @@ async def sign_access_token(
     kind: str,
     name: str = "",
     ttl: int | None = None,
+    amr: list[str] | None = None,
 ) -> str:
     """Sign an EdDSA access token with the current key."""
     kid, key = await core.keyring.signing_key()
@@ -160,6 +168,7 @@ async def sign_access_token(
             "nbf": now,
             "exp": now + lifetime,
             "jti": uuid.uuid4().hex,
+            "amr": amr or [],
         },
     )
 
@@ -259,7 +268,9 @@ async def refresh(
     membership = await MembershipRepository(session, row.organization_id).of_user(row.user_id)
     if user is None or not user.is_active or membership is None:
         raise Unauthorized("Account no longer has access", code="INVALID_TOKEN")
-    return await issue_tokens(core, session, user, membership, family_id=row.family_id)
+    return await issue_tokens(
+        core, session, user, membership, family_id=row.family_id, method=row.method
+    )
 
 
 async def switch_organization(
@@ -268,6 +279,16 @@ async def switch_organization(
     """New tokens for the same user in another of their organizations."""
     if principal.kind != "user":
         raise Forbidden("Only users can switch organizations")
+    if "key" in principal.amr:
+        raise Forbidden("An API key acts in its own organization only", code="KEY_BOUND")
+    if "sso" in principal.amr:
+        # An organization's identity provider vouches for the user in that organization
+        # only: otherwise whoever runs it could walk into every other organization of theirs.
+        raise Forbidden(
+            "Signed in through this organization's single sign-on; sign in again to use "
+            "another organization",
+            code="SSO_SESSION_BOUND",
+        )
     user = await UserRepository.unscoped(session).get(principal.subject)
     membership = await MembershipRepository(session, org_id).of_user(user.id)
     if membership is None:
@@ -415,6 +436,7 @@ async def principal_from_api_key(core: CoreContext, session: AsyncSession, key: 
         kind="service" if kind == "service" else "user",
         token_id=row.id,
         name=name,
+        amr=("key",),
     )
 
 
@@ -462,6 +484,7 @@ async def exchange_api_key(core: CoreContext, session: AsyncSession, key: str) -
         roles=list(principal.roles),
         kind=principal.kind,
         name=principal.name,
+        amr=list(principal.amr),
     )
     return TokenPair(
         access_token=access,
@@ -494,6 +517,10 @@ async def authenticate(
     membership = await MembershipRepository(session, principal.org).of_user(principal.subject)
     if user is None or not user.is_active or membership is None:
         raise Unauthorized("Account no longer has access to this organization")
-    if principal.roles != (membership.role,):
-        principal = replace(principal, roles=(membership.role,))
+    # The current membership may lower a token's role (a demotion applies at once) but never
+    # raise it: a token exchanged from a viewer key stays a viewer's.
+    granted = principal.role
+    role = granted if granted and role_at_least(membership.role, granted) else membership.role
+    if principal.roles != (role,):
+        principal = replace(principal, roles=(role,))
     return principal

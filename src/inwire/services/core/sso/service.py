@@ -772,7 +772,7 @@ async def finish_login(
         raise
     user, membership, joined = await _carry_out(session, provider, plan)
     user.last_login_at = utcnow()
-    tokens = await issue_tokens(core, session, user, membership)
+    tokens = await issue_tokens(core, session, user, membership, method="sso")
     await record(
         session,
         "auth.sso_login",

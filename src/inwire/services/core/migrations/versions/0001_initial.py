@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 15:09:45.550233
+Create Date: 2026-11-26 15:54:20.897078
 """
 
 from collections.abc import Sequence
@@ -277,6 +277,7 @@ def upgrade() -> None:
         sa.Column("expires_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("used_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("method", sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(
             ["organization_id"],
             ["organizations.id"],
