@@ -1,7 +1,8 @@
 """Container health check: exit 0 when the Inwire service in this container answers.
 
 The image's ``HEALTHCHECK`` runs this without arguments: it reads the command line of the
-container's main process (``inwire serve <service> [--host H] [--port N]``, PID 1) to find
+container's main process (``inwire serve <service> [--host H] [--port N]``, or
+``inwire gateway serve [...]``, PID 1) to find
 the service and its port (``--port``, else ``INWIRE_<SERVICE>_PORT``, else the registered
 port) and GETs ``/health/live``. Compose passes ``--port`` and ``--path /health/ready``
 explicitly. Standard library only, apart from the service registry (which imports no
@@ -24,12 +25,14 @@ _ANY_ADDRESS = {"", "0.0.0.0", "::", "[::]"}
 
 
 def served(cmdline: Sequence[str]) -> tuple[str, str | None, int | None]:
-    """``(service, host, port)`` from an ``inwire serve`` command line; ValueError otherwise."""
+    """``(service, host, port)`` of an ``inwire [gateway] serve`` command line, else ValueError."""
     args = list(cmdline)
     if "serve" not in args:
         raise ValueError(f"not an 'inwire serve' command: {' '.join(args)!r}")
-    rest = args[args.index("serve") + 1 :]
-    service: str | None = None
+    at = args.index("serve")
+    rest = args[at + 1 :]
+    # `inwire gateway serve [...]` runs the gateway; `inwire serve <service> [...]` a service.
+    service: str | None = GATEWAY if at > 0 and args[at - 1] == GATEWAY else None
     options: dict[str, str] = {}
     i = 0
     while i < len(rest):

@@ -70,6 +70,8 @@ def test_served_reads_service_host_and_port_from_the_command_line() -> None:
         "10.0.0.5",
         None,
     )
+    gateway = ["/app/.venv/bin/inwire", "gateway", "serve", "--port", "8081"]
+    assert healthcheck.served(gateway) == ("gateway", None, 8081)
     with pytest.raises(ValueError, match="not an 'inwire serve'"):
         healthcheck.served(["inwire", "migrate", "all"])
 

@@ -162,8 +162,9 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
 
 {{/*
 One Inwire Deployment and its Service: pass (dict "root" $ "name" NAME "spec" VALUES
-"envTemplate" TEMPLATE), TEMPLATE naming the variables it gets beyond the ConfigMap. Used
-for every registered service and for the gateway.
+"envTemplate" TEMPLATE ["command" LIST]), TEMPLATE naming the variables it gets beyond the
+ConfigMap; without a command the image's `inwire serve NAME` runs. Used for every registered
+service and for the gateway.
 */}}
 {{- define "inwire.component" -}}
 {{- $root := .root }}
@@ -206,7 +207,12 @@ spec:
         - name: {{ $name }}
           image: {{ include "inwire.image" $root | quote }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          {{- with .command }}
+          command: {{ toJson . }}
+          args: ["--port", {{ $spec.port | quote }}]
+          {{- else }}
           args: [{{ $name | quote }}, "--port", {{ $spec.port | quote }}]
+          {{- end }}
           ports:
             - name: http
               containerPort: {{ $spec.port }}
