@@ -216,10 +216,10 @@ class RequestContextMiddleware:
         declared = headers.get("content-length", "")
         self.metrics.in_flight.labels(self.metrics.service).inc()
         ctx = propagate.extract(headers)
-        try:
-            with self.tracer.start_as_current_span(
-                f"{method} {path}", context=ctx, kind=SpanKind.SERVER
-            ) as span:
+        with self.tracer.start_as_current_span(
+            f"{method} {path}", context=ctx, kind=SpanKind.SERVER
+        ) as span:
+            try:
                 if limit and declared.isdigit() and int(declared) > limit:
                     await _send_json(
                         send_wrapper,
@@ -238,26 +238,27 @@ class RequestContextMiddleware:
                     if status_sent:
                         raise
                     await _send_json(send_wrapper, _internal_error(rid))
+            finally:
+                # Still inside the span: the access log line carries its trace id.
                 span.set_attribute("http.status_code", status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.in_flight.labels(self.metrics.service).dec()
-            self.metrics.observe(method, template, status, started)
-            if not path.startswith(("/health", "/metrics")):
-                log.info(
-                    "%s %s %s",
-                    method,
-                    path,
-                    status,
-                    extra={
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
-            request_id_var.reset(token)
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self.metrics.in_flight.labels(self.metrics.service).dec()
+                self.metrics.observe(method, template, status, started)
+                if not path.startswith(("/health", "/metrics")):
+                    log.info(
+                        "%s %s %s",
+                        method,
+                        path,
+                        status,
+                        extra={
+                            "method": method,
+                            "path": path,
+                            "status": status,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        },
+                    )
+                request_id_var.reset(token)
 
 
 async def _send_json(send: Send, response: Response) -> None:
@@ -332,6 +333,9 @@ def create_service_app(
         description=description,
         version=__version__,
         lifespan=app_lifespan,
+        # The kit makes its own server span, metrics and access log (RequestContextMiddleware);
+        # FastAPI's native telemetry would make each a second time on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         docs_url="/docs",
         redoc_url="/redoc",
         openapi_url="/openapi.json",

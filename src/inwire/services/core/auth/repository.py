@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 
 from inwire.kit.db import RepositoryBase, utcnow
 from inwire.services.core.auth.models import (
@@ -14,6 +14,8 @@ from inwire.services.core.auth.models import (
     RevokedToken,
     SigningKey,
 )
+from inwire.services.core.organizations.models import Membership
+from inwire.services.core.users.models import User
 
 
 class SigningKeyRepository(RepositoryBase[SigningKey]):
@@ -71,6 +73,37 @@ class RefreshTokenRepository(RepositoryBase[RefreshToken]):
         if org_id is not None:
             stmt = stmt.where(RefreshToken.organization_id == org_id)
         await self.session.execute(stmt.values(revoked_at=utcnow()))
+
+
+class SessionFactsRepository(RepositoryBase[User]):
+    """What Core checks on every call: the user, their role here, and whether the token died."""
+
+    model = User
+    noun = "User"
+
+    async def facts(
+        self, user_id: str, org_id: str, jti: str
+    ) -> tuple[User, str | None, bool] | None:
+        """(user, role in ``org_id`` or None, token revoked) in one statement, or None.
+
+        The user lands in the session's identity map, so handlers reading it again cost
+        no query.
+        """
+        revoked = select(RevokedToken.jti).where(RevokedToken.jti == jti).exists()
+        row = (
+            await self.session.execute(
+                select(User, Membership.role, revoked)
+                .outerjoin(
+                    Membership,
+                    and_(Membership.user_id == User.id, Membership.organization_id == org_id),
+                )
+                .where(User.id == user_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        user, role, is_revoked = row
+        return user, role, bool(is_revoked)
 
 
 class RevokedTokenRepository(RepositoryBase[RevokedToken]):

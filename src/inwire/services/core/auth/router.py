@@ -26,7 +26,6 @@ from inwire.services.core.auth.schemas import (
 )
 from inwire.services.core.context import ClientDep, CoreDep
 from inwire.services.core.organizations.repository import (
-    MembershipRepository,
     OrganizationRepository,
 )
 from inwire.services.core.users.models import User
@@ -86,16 +85,13 @@ async def me(principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
     email = None
     name = principal.name
     if principal.kind == "user":
-        user = await session.get(User, principal.subject)
+        user = await session.get(User, principal.subject)  # loaded by authentication
         email, name = (user.email, user.name) if user else (None, name)
-        orgs = await OrganizationRepository.unscoped(session).for_user(principal.subject)
-        roles = {
-            m.organization_id: m.role
-            for m in await MembershipRepository.unscoped(session).all_of_user(principal.subject)
-        }
         organizations = [
-            OrganizationRole(id=o.id, name=o.name, slug=o.slug, role=roles.get(o.id, ""))
-            for o in orgs
+            OrganizationRole(id=o.id, name=o.name, slug=o.slug, role=role)
+            for o, role in await OrganizationRepository.unscoped(session).with_roles_for_user(
+                principal.subject
+            )
         ]
     role = principal.role
     return {

@@ -26,6 +26,7 @@ from inwire.services.core.auth.repository import (
     PasswordResetRepository,
     RefreshTokenRepository,
     RevokedTokenRepository,
+    SessionFactsRepository,
 )
 from inwire.services.core.auth.schemas import TokenPair, UserBrief
 from inwire.services.core.context import CoreContext
@@ -506,21 +507,29 @@ async def authenticate(
     if token.startswith(API_KEY_PREFIX):
         return await principal_from_api_key(core, session, token)
     principal = await verifier.verify(token)
-    if await RevokedTokenRepository.unscoped(session).is_revoked(principal.token_id):
-        raise Unauthorized("Token revoked", code="TOKEN_REVOKED")
     if principal.kind == "service":
+        if await RevokedTokenRepository.unscoped(session).is_revoked(principal.token_id):
+            raise Unauthorized("Token revoked", code="TOKEN_REVOKED")
         account = await session.get(ServiceAccount, principal.subject)
         if account is None or not account.is_active or account.organization_id != principal.org:
             raise Unauthorized("Service account disabled")
         return principal
-    user = await session.get(User, principal.subject)
-    membership = await MembershipRepository(session, principal.org).of_user(principal.subject)
-    if user is None or not user.is_active or membership is None:
+    facts = await SessionFactsRepository.unscoped(session).facts(
+        principal.subject, principal.org, principal.token_id
+    )
+    if facts is not None and facts[2]:
+        raise Unauthorized("Token revoked", code="TOKEN_REVOKED")
+    if facts is None or not facts[0].is_active or facts[1] is None:
         raise Unauthorized("Account no longer has access to this organization")
-    # The current membership may lower a token's role (a demotion applies at once) but never
-    # raise it: a token exchanged from a viewer key stays a viewer's.
-    granted = principal.role
-    role = granted if granted and role_at_least(membership.role, granted) else membership.role
+    member_role = facts[1]
+    # The identity map holds rows weakly: keep the user alive so the handler's read is free.
+    session.info["inwire_caller"] = facts[0]
+    # A session acts with the member's current role, so promotions and demotions apply at
+    # once. A token exchanged from an API key keeps the key's role: the membership may lower
+    # it, never raise it (a viewer key stays a viewer's).
+    role = member_role
+    if "key" in principal.amr and role_at_least(member_role, principal.role):
+        role = principal.role
     if principal.roles != (role,):
         principal = replace(principal, roles=(role,))
     return principal

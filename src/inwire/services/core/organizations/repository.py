@@ -29,6 +29,16 @@ class OrganizationRepository(RepositoryBase[Organization]):
         )
         return rows.scalars().all()
 
+    async def with_roles_for_user(self, user_id: str) -> Sequence[tuple[Organization, str]]:
+        """The user's organizations with the role held in each, oldest membership first."""
+        rows = await self.session.execute(
+            select(Organization, Membership.role)
+            .join(Membership, Membership.organization_id == Organization.id)
+            .where(Membership.user_id == user_id)
+            .order_by(Membership.created_at)
+        )
+        return [(org, role) for org, role in rows]
+
     async def page_for_user(
         self, user_id: str, query: ListQuery
     ) -> tuple[list[tuple[Organization, str]], int]:
