@@ -63,7 +63,20 @@ def test_help_lists_the_commands() -> None:
     )
 
     assert result.returncode == 0, result.stderr
-    for command in ("up", "serve", "migrate"):
+    for command in (
+        "up",
+        "serve",
+        "migrate",
+        "login",
+        "logout",
+        "whoami",
+        "orgs",
+        "teams",
+        "users",
+        "api-keys",
+        "--output",
+        "--install-completion",
+    ):
         assert command in result.stdout
 
 
@@ -71,8 +84,9 @@ def test_importing_the_cli_imports_no_web_stack_database_or_service() -> None:
     # What `inwire --help` pays for: the CLI module and Typer, nothing heavy.
     probe = (
         "import sys, inwire.cli.main; "
-        "heavy = ('fastapi', 'uvicorn', 'sqlalchemy', 'alembic', 'httpx', 'inwire.services', "
-        "'inwire.allinone', 'inwire.kit'); "
+        "heavy = ('fastapi', 'uvicorn', 'sqlalchemy', 'alembic', 'httpx', 'aiohttp', "
+        "'pydantic', 'inwire.services', 'inwire.allinone', 'inwire.kit', 'inwire.sdk', "
+        "'inwire.contracts'); "
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
     result = subprocess.run(

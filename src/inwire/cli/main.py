@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from inwire import __version__
+from inwire.cli import account, api_keys, orgs, teams, users
+from inwire.cli.context import Output, Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,7 +24,6 @@ app = typer.Typer(
     name="inwire",
     help="Inwire: a self-hostable platform for the whole ML lifecycle.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 
@@ -46,6 +47,26 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
+    output: Annotated[
+        Output,
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="INWIRE_OUTPUT",
+            case_sensitive=False,
+            help="How results are printed: table (for people) or json (for scripts).",
+        ),
+    ] = Output.table,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="INWIRE_URL",
+            help="The gateway (or Core) to talk to; default: the one you signed in to.",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -57,6 +78,7 @@ def main(
     ] = False,
 ) -> None:
     """Inwire: a self-hostable platform for the whole ML lifecycle."""
+    ctx.obj = Settings(output=output, url=url)
 
 
 def _registered() -> list[ServiceSpec]:
@@ -146,3 +168,13 @@ def migrate(
             console.print(f"[green]{spec.name}[/green]: up to date at {where}", highlight=False)
         else:
             console.print(f"[yellow]{spec.name}[/yellow]: skipped, {outcome.reason}")
+
+
+# Platform commands: they talk to a running Inwire through the SDK only.
+app.command()(account.login)
+app.command()(account.logout)
+app.command()(account.whoami)
+app.add_typer(orgs.app, name="orgs")
+app.add_typer(teams.app, name="teams")
+app.add_typer(users.app, name="users")
+app.add_typer(api_keys.app, name="api-keys")
