@@ -90,7 +90,10 @@ def serve_in_thread(app: Any) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]
     sock = free_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    loop = asyncio.new_event_loop()
+    # The loop uvicorn itself would use (uvloop when installed): served from a plain asyncio
+    # loop in a thread, every answer waits ~45 ms here.
+    factory = server.config.get_loop_factory()
+    loop = factory() if factory is not None else asyncio.new_event_loop()
     thread = threading.Thread(
         target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True
     )

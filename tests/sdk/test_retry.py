@@ -135,22 +135,25 @@ def slamming_door() -> Iterator[tuple[str, list[int]]]:
     """An address that accepts connections and closes them unanswered; counts them."""
     sock = free_socket()
     sock.listen()
+    sock.settimeout(0.05)
     accepted: list[int] = []
+    stop = threading.Event()
 
     def serve() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 conn, _ = sock.accept()
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             accepted.append(1)
             conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}", accepted
-    sock.close()
+    stop.set()
     thread.join(timeout=5)
+    sock.close()
 
 
 async def test_a_lost_connection_is_retried_for_get_but_not_for_post(

@@ -197,7 +197,7 @@ def locate(url: str) -> tuple[str, str | None]:
 
 def build_client(ctx: typer.Context) -> Client:
     """The SDK client of the saved sign-in (or ``$INWIRE_API_KEY``); errors are the caller's."""
-    from inwire.sdk import DEFAULT_URL, Client
+    from inwire.sdk import DEFAULT_URL, Client, RetryPolicy
 
     options = settings(ctx)
     saved = cli_config.load()
@@ -210,13 +210,16 @@ def build_client(ctx: typer.Context) -> Client:
     else:
         url = saved.url if saved else DEFAULT_URL
         core_url = saved.core_url if saved else None
+    # A person is waiting: retry as the SDK does, with shorter pauses.
+    retry = RetryPolicy(backoff=0.2)
     if env_key is not None or saved is None:
-        return Client(url, core_url=core_url, api_key=env_key)
+        return Client(url, core_url=core_url, api_key=env_key, retry=retry)
     if saved.api_key:
-        return Client(url, core_url=core_url, api_key=saved.api_key)
+        return Client(url, core_url=core_url, api_key=saved.api_key, retry=retry)
     return Client(
         url,
         core_url=core_url,
+        retry=retry,
         token=saved.access_token,
         refresh_token=saved.refresh_token,
         token_expires_at=saved.token_expires_at,
