@@ -93,6 +93,26 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
 )
 
+#: The API gateway: not a service (no database, no prefix), but ``inwire up`` runs it in
+#: front of the services, supervised like them (``with_gateway``).
+GATEWAY = ServiceSpec(
+    name="gateway",
+    package="inwire.gateway",
+    port=8080,
+    prefix="",
+    app_factory="inwire.gateway.app:create_app",
+    settings_class="inwire.gateway.settings:GatewaySettings",
+)
+
+
+def with_gateway(services: Sequence[ServiceSpec]) -> list[ServiceSpec]:
+    """``services`` and, when Core (which the gateway authenticates with) is among them,
+    the gateway after them."""
+    listed = list(services)
+    if any(s.name == "core" for s in listed) and all(s.name != GATEWAY.name for s in listed):
+        listed.append(GATEWAY)
+    return listed
+
 
 def names(services: Sequence[ServiceSpec] | None = None) -> list[str]:
     """The registered service names, in start order."""
