@@ -171,9 +171,11 @@ async def serve_one_process(
     """Serve every service from this process on ``host:port`` until SIGINT/SIGTERM."""
     import uvicorn
 
+    from inwire.gateway.app import in_front
+
     base_url = _base_url(host, port)
     mounted = mount_services(services, base_url=base_url)
-    app = compose(mounted)
+    app = in_front(compose(mounted), services)
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", access_log=False, log_level=log_level
     )

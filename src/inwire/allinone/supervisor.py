@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from inwire.allinone.serve import child_command
-from inwire.services.registry import ServiceSpec
+from inwire.services.registry import ServiceSpec, with_gateway
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -208,7 +208,7 @@ class Supervisor:
                 port=spec.configured_port(self._env),
                 log_path=self.home / "logs" / f"{spec.name}.log",
             )
-            for spec in services
+            for spec in with_gateway(services)
         }
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from inwire import __version__
-from inwire.cli import account, api_keys, orgs, teams, users
+from inwire.cli import account, api_keys, gateway, orgs, teams, users
 from inwire.cli.context import Output, Settings
 
 if TYPE_CHECKING:
@@ -178,3 +178,4 @@ app.add_typer(orgs.app, name="orgs")
 app.add_typer(teams.app, name="teams")
 app.add_typer(users.app, name="users")
 app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(gateway.app, name="gateway")
