@@ -316,3 +316,35 @@ async def test_api_key_tokens_stay_in_their_organization_and_role(client, auth, 
             "/api/v1/auth/switch-organization", headers=headers, json={"organization_id": ORGS["b"]}
         )
         assert_error(r, 403, "KEY_BOUND")
+
+
+async def test_key_cache_reload_inside_a_writing_request_does_not_wait_for_itself(
+    client, app
+) -> None:
+    # The signing-key cache reloads every 30 s; on SQLite, a reload that opened a writing
+    # session inside a login (which already holds the write lock) waited 15 s and failed.
+    app.state.core.keyring._loaded_at = 0.0
+    r = await login(client, "member")
+    assert r.status_code == 200, r.text
+
+
+async def test_rotation_makes_the_next_key_before_the_current_retires(app) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from inwire.kit.db import utcnow
+    from inwire.services.core.auth.models import SigningKey
+
+    keyring = app.state.core.keyring
+    old_kid, _ = await keyring.signing_key()
+    await keyring.ensure_current()
+    assert (await keyring.signing_key())[0] == old_kid  # nothing due yet
+    async with app.state.db.session() as session:
+        await session.execute(
+            update(SigningKey).values(signs_until=utcnow() + timedelta(seconds=5))
+        )
+    await keyring.ensure_current()
+    new_kid, _ = await keyring.signing_key()
+    assert new_kid != old_kid
+    assert {k["kid"] for k in (await keyring.jwks())["keys"]} == {old_kid, new_kid}

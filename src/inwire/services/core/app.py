@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,12 +56,16 @@ def create_app(settings: CoreSettings | None = None, peers: Any = None) -> FastA
             return await auth_service.authenticate(core, app.state.verifier, token, session)
 
         app.state.authenticate = authenticate
-        await core.keyring.jwks()
+        await core.keyring.ensure_current()
+        rotation = asyncio.create_task(core.keyring.run_rotation(), name="core-key-rotation")
         if settings.bootstrap:
             await bootstrap(core)
         try:
             yield
         finally:
+            rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rotation
             await limiter.close()
 
     async def keys_ready(app: FastAPI) -> None:
