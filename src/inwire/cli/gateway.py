@@ -13,7 +13,7 @@ import typer
 
 app = typer.Typer(
     name="gateway",
-    help="The API gateway (port 8080): serve it, show its routes.",
+    help="The API gateway (port 8080): serve it, show its routes, put Traefik in front.",
     no_args_is_help=True,
 )
 
@@ -68,3 +68,36 @@ def routes(
     console.print("Public without credentials: every /health*, /docs, /redoc, /openapi.json, and")
     for path in settings.public_paths:
         console.print(f"  {path}", highlight=False)
+
+
+@app.command("traefik-config")
+def traefik_config(
+    gateway_url: Annotated[
+        str, typer.Option(help="Where Traefik reaches the gateway's ForwardAuth endpoint.")
+    ] = "http://127.0.0.1:8080",
+    out: Annotated[
+        str | None, typer.Option("--out", help="Write to this file (default: standard output).")
+    ] = None,
+    rate_average: Annotated[int, typer.Option(help="Requests per second per address.")] = 100,
+    rate_burst: Annotated[int, typer.Option(help="Burst per address.")] = 200,
+) -> None:
+    """Write Traefik's dynamic configuration (routes, rate limits, ForwardAuth) as YAML."""
+    from pathlib import Path
+
+    import yaml
+
+    from inwire.gateway.routes import upstreams_from_registry
+    from inwire.gateway.settings import GatewaySettings
+    from inwire.gateway.traefik import dynamic_config
+
+    document = dynamic_config(
+        upstreams_from_registry(GatewaySettings()),
+        gateway_url=gateway_url,
+        rate_average=rate_average,
+        rate_burst=rate_burst,
+    )
+    text = yaml.safe_dump(document, sort_keys=False)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
@@ -80,6 +81,7 @@ from inwire.gateway.routes import (
     upstreams_from_registry,
 )
 from inwire.gateway.settings import GatewaySettings
+from inwire.gateway.traefik import FORWARD_AUTH_PATH
 from inwire.kit.auth.tokens import JWKSKeySource, KeySource, StaticKeySource, TokenVerifier
 from inwire.kit.errors import InwireError, Unauthorized
 from inwire.kit.ids import new_id
@@ -129,6 +131,14 @@ class _Running:
     limiter: RateLimiter | None
     transport: HttpTransport | None
     core: CoreClient | None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """One request header's value (the first), or None."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 @dataclass(slots=True)
@@ -462,6 +472,9 @@ class Gateway:
 
     async def _handle(self, request: _Request, method: str, path: str) -> None:
         writer = request.writer
+        if path == FORWARD_AUTH_PATH:
+            await self._forward_auth(request)
+            return
         if path in _OWN_PATHS:
             await self._own(request, method, path)
             return
@@ -524,6 +537,32 @@ class Gateway:
                     f"Request body exceeds {limit} bytes",
                     [{"limit": limit}],
                 )
+
+    async def _forward_auth(self, request: _Request) -> None:
+        """Traefik's ForwardAuth: decide for the request Traefik describes in its headers.
+
+        200 lets it through (with ``Authorization: Bearer <jwt>`` for Traefik to pass on,
+        an API key exchanged like any other); anything else is the answer the client gets.
+        """
+        writer = request.writer
+        forwarded = _header(request.scope, b"x-forwarded-uri") or "/"
+        path = urlsplit(forwarded).path or "/"
+        match = self.routes.match(path)
+        if match is None:
+            await writer.error(404, "NOT_FOUND", f"No service at {path}")
+            return
+        request.upstream = match.upstream.name
+        if self.routes.is_public(path, match.local_path):
+            await writer.json(200, {"status": "public"})
+            return
+        identity = await self._authenticate(request)
+        if identity is None or not await self._spend(request, path, identity):
+            return
+        await writer.json(
+            200,
+            {"status": "ok", "principal": identity.principal.subject},
+            [(b"authorization", f"Bearer {identity.token}".encode())],
+        )
 
     def _prefixes(self) -> str:
         return ", ".join(sorted(u.prefix for u in self.routes.upstreams))
