@@ -6,7 +6,9 @@ temporary ``INWIRE_HOME``, SQLite). The subject is ``GET /core/api/v1/auth/me`` 
 gateway with a bearer JWT from a real login (the gateway verifies it, spends the caller's
 rate-limit budget, streams the call to Core and the answer back); the baseline is
 ``GET /api/v1/auth/me`` on Core's own port with the same token, in the same run. A third
-row sends an API key to the gateway instead (exchanged once, then cached).
+row sends an API key to the gateway instead (exchanged once, then cached); a fourth goes
+through Traefik in front (`inwire gateway traefik-config`: Traefik routes to Core and asks
+the gateway by ForwardAuth).
 
 For each ``--concurrency`` an aiohttp client (keep-alive, one connection per worker) sends at
 most ``--requests`` requests and for at most ``--seconds`` seconds after ``--warmup``
@@ -29,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -42,6 +45,9 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+
+from inwire.gateway.routes import Upstream
+from inwire.gateway.traefik import dynamic_config
 
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
 
@@ -213,12 +219,33 @@ def main() -> None:
             "inwire.gateway.settings:GatewaySettings",
             gateway_port,
         )
+        traefik_port = free_port()
+        traefik_url = f"http://127.0.0.1:{traefik_port}"
+        dynamic = home / "traefik.yaml"
+        dynamic.write_text(
+            json.dumps(  # JSON is YAML, which Traefik's file provider reads
+                dynamic_config(
+                    [Upstream("core", "/core", core_url)],
+                    gateway_url=gateway_url,
+                    rate_average=1_000_000,
+                    rate_burst=1_000_000,
+                )
+            )
+        )
+        traefik_argv = [
+            shutil.which("traefik") or str(Path(sys.executable).with_name("traefik")),
+            f"--entryPoints.web.address=127.0.0.1:{traefik_port}",
+            f"--providers.file.filename={dynamic}",
+            "--log.level=ERROR",
+        ]
         with (
             started(core_argv, env, home / "core.log") as core,
             started(gateway_argv, env, home / "gateway.log") as gateway,
+            started(traefik_argv, env, home / "traefik.log") as traefik,
         ):
             wait_ready(f"{core_url}/health/ready", core, home / "core.log")
             wait_ready(f"{gateway_url}/health/ready", gateway, home / "gateway.log")
+            wait_ready(f"{traefik_url}/core/health", traefik, home / "traefik.log")
             credentials = json.loads((home / "credentials").read_text())
             login = httpx.post(
                 f"{core_url}/api/v1/auth/login",
@@ -240,6 +267,8 @@ def main() -> None:
                 ("direct", f"{core_url}/api/v1/auth/me", bearer),
                 ("gateway", f"{gateway_url}/core/api/v1/auth/me", bearer),
                 ("gateway+key", f"{gateway_url}/core/api/v1/auth/me", api_key),
+                # Traefik in front: routes to Core itself, asks the gateway (ForwardAuth).
+                ("traefik", f"{traefik_url}/core/api/v1/auth/me", bearer),
             ]
             best: dict[tuple[str, int], Round] = {}
             for level in levels:
