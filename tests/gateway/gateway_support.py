@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -169,11 +168,9 @@ def start_core(home: Path) -> Iterator[CoreServer]:
             stderr=subprocess.STDOUT,
             cwd=home,
         )
-    stop_warming = threading.Event()
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/health/ready", process, log)
-        threading.Thread(target=_keep_keyring_warm, args=(url, stop_warming), daemon=True).start()
         credentials = json.loads((home / "credentials").read_text())
         yield CoreServer(
             url=url,
@@ -183,24 +180,7 @@ def start_core(home: Path) -> Iterator[CoreServer]:
             organization_id=credentials["organization_id"],
         )
     finally:
-        stop_warming.set()
         stop(process)
-
-
-def _keep_keyring_warm(url: str, stop_warming: threading.Event) -> None:
-    """Work around a Core bug: reload Core's signing-key cache from a read-only request.
-
-    Core's keyring reloads its keys (every 30 s) in a database session of its own; when
-    that first happens inside a writing request on SQLite (login, API-key exchange), the
-    request's transaction already holds the write lock, the keyring's BEGIN IMMEDIATE waits
-    for it, and after the 15 s busy timeout the request fails with 500 "database is
-    locked". A GET of the JWKS reloads the cache without holding the lock, so these tests,
-    which run longer than 30 s against one Core, keep it fresh.
-    """
-    with httpx.Client(trust_env=False, timeout=5) as client:
-        while not stop_warming.wait(5):
-            with contextlib.suppress(httpx.HTTPError):
-                client.get(f"{url}/.well-known/jwks.json")
 
 
 @asynccontextmanager
