@@ -33,7 +33,7 @@ def report(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     ctx.log("released")
-    return {"steps": steps, "attempt": ctx.attempt}
+    return {"steps": steps, "attempt": ctx.attempt, "jobs_url": ctx.settings.get("jobs_url")}
 
 
 def flaky(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:

@@ -65,7 +65,8 @@ async def test_progress_and_logs_are_readable_while_running_then_result_on_succe
 
     release.touch()
     done = await wait_job(client, auth(), job_id, lambda j: j["status"] == "succeeded")
-    assert done["result"] == {"steps": 3, "attempt": 1}
+    # The job function saw its service's settings (ctx.settings).
+    assert done["result"] == {"steps": 3, "attempt": 1, "jobs_url": "local"}
     assert done["progress"] == 1.0
     assert done["attempts"] == 1
     assert done["error"] is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ class JobContext:
         max_attempts: int,
         created_by: str,
         cancel_event: threading.Event | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.job_id = job_id
         self.organization_id = organization_id
@@ -48,6 +50,9 @@ class JobContext:
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.created_by = created_by
+        #: The owning service's settings as JSON values (``SynthexSettings(**ctx.settings)``
+        #: rebuilds them), so a job can open the service's database and object store.
+        self.settings: Mapping[str, Any] = dict(settings or {})
         self._lock = threading.Lock()
         self._lines: list[PendingLine] = []
         self._progress: tuple[float, str | None] | None = None

@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -77,6 +77,7 @@ def open_executor(
     service: str = "service",
     log_level: str = "INFO",
     log_json: bool = True,
+    settings: Mapping[str, Any] | None = None,
 ) -> Executor:
     """The executor for ``url``: ``local`` (worker subprocesses of this service).
 
@@ -94,6 +95,7 @@ def open_executor(
             service=service,
             log_level=log_level,
             log_json=log_json,
+            settings=settings,
         )
     if scheme in ("ray", "rays"):
         raise UnsupportedExecutor(
@@ -128,6 +130,7 @@ async def run_jobs(
         service=settings.service,
         log_level=settings.log_level,
         log_json=settings.log_json,
+        settings=settings.model_dump(mode="json"),
     )
     await executor.start()
     service_jobs.attach(executor)
@@ -200,6 +203,7 @@ class LocalExecutor:
         service: str = "service",
         log_level: str = "INFO",
         log_json: bool = True,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("jobs concurrency must be at least 1")
@@ -211,6 +215,8 @@ class LocalExecutor:
         self.service = service
         self.log_level = log_level
         self.log_json = log_json
+        #: The service's settings, handed to each job function as ``ctx.settings``.
+        self.settings = dict(settings or {})
         #: Live and not yet settled workers, by worker id.
         self.workers: dict[str, _Worker] = {}
         self._spares: list[asyncio.subprocess.Process] = []
@@ -465,6 +471,7 @@ class LocalExecutor:
             log_level=self.log_level,
             log_json=self.log_json,
             sys_path=[p for p in sys.path if p],
+            settings=self.settings,
         )
         process = await self._take_process()
         w = _Worker(job.id, worker_id, process, spawned=time.monotonic())

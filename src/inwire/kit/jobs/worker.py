@@ -59,6 +59,8 @@ class WorkerSpec:
     log_level: str = "INFO"
     log_json: bool = True
     sys_path: list[str] = field(default_factory=list)
+    #: The service's settings (JSON values), for the job function as ``ctx.settings``.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """One JSON line."""
@@ -223,6 +225,7 @@ async def run_attempt(spec: WorkerSpec, cancel_event: threading.Event | None = N
             max_attempts=job.max_attempts,
             created_by=job.created_by,
             cancel_event=attempt.cancel_event,
+            settings=spec.settings,
         )
         if job.cancel_requested:
             ctx.request_cancel()
