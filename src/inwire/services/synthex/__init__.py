@@ -1,0 +1,1 @@
+"""Synthex: datasets, profiles, recipes, synthetic data generation and its evaluation."""
