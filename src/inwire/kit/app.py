@@ -9,6 +9,7 @@ at start) and token verification.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -146,13 +147,19 @@ class RequestContextMiddleware:
         metrics: ServiceMetrics,
         tracer: trace.Tracer,
         max_body_bytes: int,
-        body_limit_exempt: Sequence[str] = (),
+        body_limit_exempt: Sequence[str | re.Pattern[str]] = (),
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.tracer = tracer
         self.max_body = max_body_bytes
-        self.exempt = tuple(body_limit_exempt)
+        self.exempt_prefixes = tuple(e for e in body_limit_exempt if isinstance(e, str))
+        self.exempt_patterns = tuple(e for e in body_limit_exempt if not isinstance(e, str))
+
+    def _exempt(self, path: str) -> bool:
+        return bool(self.exempt_prefixes and path.startswith(self.exempt_prefixes)) or any(
+            p.fullmatch(path) for p in self.exempt_patterns
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -175,7 +182,7 @@ class RequestContextMiddleware:
             if scope.get("root_path") and path.startswith(scope.get("root_path", ""))
             else path
         )
-        limit = 0 if self.exempt and local_path.startswith(self.exempt) else self.max_body
+        limit = 0 if self._exempt(local_path) else self.max_body
         too_large = False
         replaced = False
         status_sent = False
@@ -283,7 +290,7 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     ready_checks: Mapping[str, ReadyCheck] | None = None,
     key_source: KeySource | None = None,
-    body_limit_exempt: Sequence[str] = (),
+    body_limit_exempt: Sequence[str | re.Pattern[str]] = (),
     storage: bool = False,
 ) -> FastAPI:
     """Build a service app. ``routers`` are mounted under ``/api/v1``, ``root_routers`` at ``/``.
@@ -292,7 +299,9 @@ def create_service_app(
     ``settings.migrate_on_start``. ``key_source`` defaults to Core's JWKS at
     ``settings.jwks_url``. ``lifespan`` runs inside the kit's own start/stop.
     ``storage=True`` opens the object store at ``settings.storage_url`` (``StorageDep``)
-    and adds it to the readiness checks.
+    and adds it to the readiness checks. ``body_limit_exempt`` lists routes whose bodies
+    the route limits itself (uploads): a string is a path prefix, a compiled pattern must
+    match the whole path.
     """
     service = settings.service
     metrics = ServiceMetrics(service)

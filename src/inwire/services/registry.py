@@ -91,6 +91,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         app_factory="inwire.services.core.app:create_app",
         settings_class="inwire.services.core.settings:CoreSettings",
     ),
+    ServiceSpec(
+        name="synthex",
+        package="inwire.services.synthex",
+        port=18090,
+        prefix="/synthex",
+        app_factory="inwire.services.synthex.app:create_app",
+        settings_class="inwire.services.synthex.settings:SynthexSettings",
+    ),
 )
 
 #: The API gateway: not a service (no database, no prefix), but ``inwire up`` runs it in

@@ -1,0 +1,100 @@
+"""Synthex's app: datasets, profiles, recipes, synthetic data generation and evaluation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import import_module
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from inwire.kit.app import create_service_app
+from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
+from inwire.services.synthex.db import JOB_TABLES
+from inwire.services.synthex.models import CONCEPTS
+from inwire.services.synthex.settings import SynthexSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Job types and the functions that run them, by import path: a worker process imports
+#: only the one it runs. A type whose module does not exist yet is not offered.
+JOB_TYPES: dict[str, str] = {
+    "synthex.import": "inwire.services.synthex.datasets.jobs:import_dataset",
+    "synthex.profile": "inwire.services.synthex.profiles.jobs:profile_version",
+    "synthex.recipe": "inwire.services.synthex.recipes.jobs:apply_recipe",
+    "synthex.generate": "inwire.services.synthex.generators.jobs:generate",
+    "synthex.evaluate": "inwire.services.synthex.evaluations.jobs:evaluate_versions",
+}
+
+#: Routes whose request body is a data file: exempt from ``max_body_bytes``, they stream to
+#: the object store and count against ``max_upload_bytes`` instead.
+UPLOAD_ROUTES = re.compile(r"/api/v1/datasets(/[^/]+/versions)?")
+
+
+def job_registry() -> JobRegistry:
+    """Every job type whose module exists in this installation."""
+    registry = JobRegistry()
+    for job_type, target in JOB_TYPES.items():
+        module = target.partition(":")[0]
+        try:
+            found = find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            registry.register(job_type, target)
+    return registry
+
+
+def create_app(
+    settings: SynthexSettings | None = None,
+    peers: Any = None,
+    *,
+    job_policy: JobPolicy | None = None,
+) -> FastAPI:
+    """Build Synthex. Nothing happens until the app starts.
+
+    ``job_policy`` changes the job timings (tests shrink them); the default suits real work.
+    """
+    settings = settings or SynthexSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_jobs(app, policy=job_policy):
+            yield
+
+    app = create_service_app(
+        settings,
+        title="Inwire Synthex",
+        description=(
+            "Datasets, profiles, recipes, synthetic data generation and quality and "
+            "privacy evaluation."
+        ),
+        routers=_routers(),
+        migrations=MIGRATIONS,
+        lifespan=lifespan,
+        storage=True,
+        body_limit_exempt=[UPLOAD_ROUTES],
+    )
+    app.state.jobs = JobService(JOB_TABLES, job_registry())
+    app.state.peers = peers
+    return app
+
+
+def _routers() -> list[Any]:
+    """Every /api/v1 router of Synthex; a concept's router appears here once it exists."""
+    routers: list[Any] = []
+    for name in CONCEPTS:
+        module_name = f"inwire.services.synthex.{name}.router"
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (module_name, module_name.rpartition(".")[0]):
+                raise
+            continue
+        routers.extend(getattr(module, "routers", [module.router]))
+    routers.append(jobs_router())
+    return routers

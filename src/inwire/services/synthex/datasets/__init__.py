@@ -1,0 +1,1 @@
+"""Datasets and their immutable versions: upload, import, schema, preview, download."""

@@ -1,0 +1,1 @@
+"""Evaluations: quality and privacy of synthetic data against real data."""

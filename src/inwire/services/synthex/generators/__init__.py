@@ -1,0 +1,1 @@
+"""Generators: synthetic data methods, constraints and the generation job."""

@@ -1,0 +1,1 @@
+"""Profiles of dataset versions: per-column statistics, correlations and alerts."""

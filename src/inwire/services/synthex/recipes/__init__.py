@@ -1,0 +1,1 @@
+"""Recipes: declarative, versioned cleaning and transformation steps applied as jobs."""
