@@ -290,15 +290,15 @@ DATETIME_WINDOW = (
     datetime(1900, 1, 1, tzinfo=UTC).timestamp() * 1e6,
     datetime(2100, 1, 1, tzinfo=UTC).timestamp() * 1e6,
 )
-#: Public grid for numbers whose bounds are not declared: 0, then ±2^(j/4) for
-#: |x| from 2^-10 to 2^50, i.e. cells 19 % wide in relative terms.
-_GRID_STEPS_PER_OCTAVE = 4
-_GRID_EXPONENTS = (-10, 50)
+#: Public coarse grid for numbers whose bounds are not declared: signed octaves,
+#: ±[2^k, 2^(k+1)) for k from -10 to 49, and one cell around 0.
+_OCTAVES = (-10, 50)
+#: Public coarse grid for datetimes: the decades of ``DATETIME_WINDOW``.
+_DECADES = 20
+#: Equal cells of the second, finer histogram over the coarse range that holds data.
+_FINE_CELLS = 64
 #: Chance that an empty grid cell survives the noise threshold, over the whole grid.
 _GRID_FALSE_CELL_RATE = 0.05
-_DATETIME_WINDOW_YEARS = 200
-#: Cells of the second, finer datetime histogram over the years that hold data.
-_DATETIME_FINE_CELLS = 512
 
 MODELLED_TYPES = frozenset(
     {
@@ -312,10 +312,8 @@ MODELLED_TYPES = frozenset(
 )
 
 
-def _number_grid() -> np.ndarray:
-    low, high = _GRID_EXPONENTS
-    steps = np.arange(low * _GRID_STEPS_PER_OCTAVE, high * _GRID_STEPS_PER_OCTAVE + 1)
-    magnitudes = 2.0 ** (steps / _GRID_STEPS_PER_OCTAVE)
+def _octave_grid() -> np.ndarray:
+    magnitudes = 2.0 ** np.arange(_OCTAVES[0], _OCTAVES[1] + 1, dtype=np.float64)
     return np.concatenate((-magnitudes[::-1], magnitudes))
 
 
@@ -418,13 +416,14 @@ class ColumnDomain:
 
         "Other" becomes null when the column is nullable, else a known category drawn from
         ``marginal`` (the model's distribution of this column): a rare real value is
-        never revealed.
+        never revealed. A column whose categories were all too rare to release is null.
         """
         codes = np.asarray(codes, dtype=np.int64).copy()
         null = codes == self.null_code if self.null_code is not None else np.zeros(len(codes), bool)
         if self.categories is not None:
             other = codes == (self.other_code if self.other_code is not None else -1)
-            if not self.spec.nullable and other.any():
+            # With no category released at all there is nothing to draw: null it is.
+            if not self.spec.nullable and self.values and other.any():
                 p = normalised(marginal[: self.values])
                 codes[other] = rng.choice(self.values, size=int(other.sum()), p=p)
                 other[:] = False
@@ -645,6 +644,8 @@ class PrivateData:
             if series.dtype in (pl.Categorical,) or isinstance(series.dtype, pl.Enum):
                 series = series.cast(pl.String)
             counts = series.drop_nulls().value_counts(sort=False)
+        # In value order, so a seed gives the same noise to the same value on every run.
+        counts = counts.sort(counts.columns[0])
         values = counts.get_column(counts.columns[0]).to_list()
         noisy = counts.get_column("count").to_numpy().astype(np.float64) + rng.laplace(
             0.0, 1.0 / epsilon, size=len(values)
@@ -809,7 +810,7 @@ def _edges_from_grid(
     with probability ``_GRID_FALSE_CELL_RATE`` over the grid. When the data is too thin
     for the noise at this resolution, adjacent cells are summed (2, 4, 8, … at a time,
     the threshold growing like the noise of a sum), and the finest resolution that keeps
-    at least half of the best kept mass wins.
+    at least 90 % of the best kept mass wins.
     """
     scale = 1.0 / epsilon
     levels: list[tuple[float, np.ndarray, np.ndarray]] = []
@@ -829,10 +830,10 @@ def _edges_from_grid(
         width *= 2
     best_mass = max(mass for mass, _, _ in levels)
     if best_mass <= 0:
-        kept = np.zeros_like(noisy)
-        kept[int(np.argmax(noisy))] = 1.0
+        # Too little data for this budget at any resolution: keep the whole public range.
+        kept = np.ones_like(noisy)
     else:
-        _, grid, kept = next(level for level in levels if level[0] >= 0.5 * best_mass)
+        _, grid, kept = next(level for level in levels if level[0] >= 0.9 * best_mass)
     cumulative = np.concatenate(([0.0], np.cumsum(kept))) / kept.sum()
     first = int(np.argmax(kept > 0))
     last = len(kept) - 1 - int(np.argmax(kept[::-1] > 0))
@@ -849,6 +850,27 @@ def _edges_from_grid(
     if len(edges) < 2:
         edges = np.array([low, high if high > low else low + 1.0])
     return edges
+
+
+def _zoomed_edges(
+    data: PrivateData,
+    spec: ColumnSpec,
+    coarse: np.ndarray,
+    epsilon: float,
+    bins: int,
+    integer: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Bin edges learnt with two noisy histograms, each with half of ``epsilon``.
+
+    The first, over a public coarse grid (octaves, decades), finds the range that holds
+    the data; the second, of ``_FINE_CELLS`` equal cells over that range, places the edges
+    at its quantiles. Few cells per histogram keep the noise of empty cells small.
+    """
+    half = epsilon / 2
+    span = _edges_from_grid(coarse, data.grid_histogram(spec, coarse, half, rng), half, 1)
+    fine = np.linspace(span[0], span[-1], _FINE_CELLS + 1)
+    return _edges_from_grid(fine, data.grid_histogram(spec, fine, half, rng), half, bins, integer)
 
 
 def private_domains(
@@ -890,21 +912,13 @@ def private_domains(
             low, high = (_declared_float(v, spec.type) for v in params.bounds[spec.name])
             edges, integer = _even_edges(low, high, params.bins, integer)
             domains.append(ColumnDomain(spec, dtype, edges=edges, integer=integer))
-        elif spec.type is ColumnType.datetime:
-            # Zoom in: yearly cells over the public window, then fine cells over the years
-            # that hold data, each a noisy histogram with half the column's ε.
-            half = bounds_epsilon / 2
-            years = np.linspace(*DATETIME_WINDOW, _DATETIME_WINDOW_YEARS + 1)
-            yearly = data.grid_histogram(spec, years, half, rng)
-            coarse = _edges_from_grid(years, yearly, half, 1)
-            fine = np.linspace(coarse[0], coarse[-1], _DATETIME_FINE_CELLS + 1)
-            noisy = data.grid_histogram(spec, fine, half, rng)
-            edges = _edges_from_grid(fine, noisy, half, params.bins)
-            domains.append(ColumnDomain(spec, dtype, edges=edges, source="private"))
         else:
-            grid = _number_grid()
-            noisy = data.grid_histogram(spec, grid, bounds_epsilon, rng)
-            edges = _edges_from_grid(grid, noisy, bounds_epsilon, params.bins, integer)
+            coarse = (
+                np.linspace(*DATETIME_WINDOW, _DECADES + 1)
+                if spec.type is ColumnType.datetime
+                else _octave_grid()
+            )
+            edges = _zoomed_edges(data, spec, coarse, bounds_epsilon, params.bins, integer, rng)
             domains.append(
                 ColumnDomain(spec, dtype, edges=edges, integer=integer, source="private")
             )
