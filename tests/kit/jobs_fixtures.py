@@ -44,6 +44,13 @@ def flaky(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
     return {"attempt": ctx.attempt}
 
 
+def refuses(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Fail for good: input that no retry can fix."""
+    from inwire.kit.jobs.context import JobFailed
+
+    raise JobFailed("the input cannot work")
+
+
 def cooperative(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
     """Work until cancelled, then return a partial result that must be discarded."""
     n = 0
@@ -148,6 +155,7 @@ def build_app(inwire_settings: dict[str, Any], *, run_executor: bool) -> Any:
         {
             "test.report": report,
             "test.flaky": flaky,
+            "test.refuses": refuses,
             "test.cooperative": cooperative,
             "test.stubborn": stubborn,
             "test.slow_first": slow_first_attempt,

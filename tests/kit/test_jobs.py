@@ -91,6 +91,7 @@ async def test_failing_job_is_retried_with_backoff_then_failed_without_traceback
 ) -> None:
     doomed = await start(client, auth, "test.flaky", {"succeed_on": 99}, max_attempts=2)
     recovers = await start(client, auth, "test.flaky", {"succeed_on": 2}, max_attempts=3)
+    refused = await start(client, auth, "test.refuses", {}, max_attempts=3)
     unstorable = await start(client, auth, "test.not_json", {}, max_attempts=1)
 
     failed = await wait_job(client, auth(), doomed, lambda j: j["status"] == "failed")
@@ -115,6 +116,11 @@ async def test_failing_job_is_retried_with_backoff_then_failed_without_traceback
     assert ok["attempts"] == 2
     assert ok["result"] == {"attempt": 2}
     assert ok["error"] is None
+
+    # JobFailed ends the job at once, its message as the error, with attempts left.
+    final = await wait_job(client, auth(), refused, lambda j: j["status"] == "failed")
+    assert final["attempts"] == 1
+    assert final["error"] == "the input cannot work"
 
     # A result that cannot be stored fails the job rather than being half-stored.
     bad = await wait_job(client, auth(), unstorable, lambda j: j["status"] == "failed")

@@ -28,7 +28,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from inwire.kit.jobs.context import JobCancelled, JobContext
+    from inwire.kit.jobs.context import JobCancelled, JobContext, JobFailed
     from inwire.kit.jobs.executor import (
         Executor,
         LocalExecutor,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "JobCancelled": "context",
     "JobContext": "context",
+    "JobFailed": "context",
     "Executor": "executor",
     "LocalExecutor": "executor",
     "UnsupportedExecutor": "executor",
@@ -78,6 +79,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobContext",
+    "JobFailed",
     "JobFunction",
     "JobLogLine",
     "JobOut",

@@ -22,6 +22,14 @@ class JobCancelled(Exception):
     """Raised by ``JobContext.raise_if_cancelled``: the job stops and ends ``cancelled``."""
 
 
+class JobFailed(Exception):
+    """Raise from a job function to fail the job now, without retries.
+
+    For errors a retry cannot fix (a malformed file, an invalid parameter): the job ends
+    ``failed`` with this message as its error, whatever attempts remain.
+    """
+
+
 class JobContext:
     """The running job's handle: ``progress(fraction, message)``, ``log(line)``, ``cancelled()``.
 

@@ -252,9 +252,11 @@ class JobRepository:
         now: datetime,
         *,
         only_if_stale: bool = False,
+        retry: bool = True,
     ) -> tuple[JobStatus, float] | None:
         """Close the current attempt of ``job`` as failed: cancelled if a cancel was asked,
-        queued again after a backoff if attempts remain, otherwise failed with ``error``.
+        queued again after a backoff if attempts remain (and ``retry``), otherwise failed
+        with ``error``.
 
         Fenced on the job still running under ``job.worker_id`` (and, with
         ``only_if_stale``, on its heartbeat not having moved). Returns the new status and
@@ -276,7 +278,7 @@ class JobRepository:
             updated_at=now,
         ):
             return JobStatus.cancelled, 0.0
-        if job.attempts < job.max_attempts:
+        if retry and job.attempts < job.max_attempts:
             delay = policy.retry_delay(job.attempts)
             changed = await self._transition(
                 fence,

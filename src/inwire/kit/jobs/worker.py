@@ -29,7 +29,7 @@ from typing import Any
 
 from inwire.kit.db.base import new_metadata, utcnow
 from inwire.kit.db.engine import Database
-from inwire.kit.jobs.context import JobCancelled, JobContext
+from inwire.kit.jobs.context import JobCancelled, JobContext, JobFailed
 from inwire.kit.jobs.models import Job, JobStatus, job_tables
 from inwire.kit.jobs.policy import JobPolicy
 from inwire.kit.jobs.registry import JobResult, resolve
@@ -77,6 +77,8 @@ def _error_text(exc: BaseException) -> str:
     # Only the exception's type and message reach the job record; the traceback goes to
     # the service's logs, never to the API.
     message = str(exc).strip()
+    if isinstance(exc, JobFailed) and message:
+        return message
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -166,7 +168,9 @@ class _Attempt:
             repo = self.repo(session)
             if isinstance(outcome, BaseException):
                 error = _error_text(outcome)
-                ended = await repo.end_attempt(job, error, self.policy, now)
+                ended = await repo.end_attempt(
+                    job, error, self.policy, now, retry=not isinstance(outcome, JobFailed)
+                )
                 if ended is not None:
                     status, delay = ended
                     if status == JobStatus.cancelled:

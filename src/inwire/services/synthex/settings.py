@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -22,3 +24,23 @@ class SynthexSettings(ServiceSettings):
     #: Largest file one upload may send (bytes). Uploads stream to the object store, so
     #: this bounds storage use, not memory; other request bodies keep ``max_body_bytes``.
     max_upload_bytes: int = Field(default=10 * 1024**3, ge=1)
+    #: Bytes the import reads per batch: memory per import stays near a few batches.
+    import_block_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    #: Rows read to infer types, detect semantics and date formats.
+    infer_sample_rows: int = Field(default=20_000, ge=100)
+    #: Folder for jobs' temporary files (conversions, downloads); default ``<home>/tmp/synthex``.
+    work_dir: str = ""
+    #: Local copies of versions read from a remote object store (S3) are kept up to this size.
+    cache_max_bytes: int = Field(default=20 * 1024**3, ge=0)
+    #: Most rows one preview page returns.
+    preview_max_rows: int = Field(default=500, ge=1, le=10_000)
+
+    @property
+    def work_path(self) -> Path:
+        """Where jobs write temporary files."""
+        return Path(self.work_dir).expanduser() if self.work_dir else self.home / "tmp" / "synthex"
+
+    @property
+    def cache_path(self) -> Path:
+        """Where local copies of remote versions are kept."""
+        return self.home / "cache" / "synthex"
