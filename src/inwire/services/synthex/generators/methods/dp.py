@@ -298,7 +298,7 @@ _DECADES = 20
 #: Equal cells of the second, finer histogram over the coarse range that holds data.
 _FINE_CELLS = 64
 #: Chance that an empty grid cell survives the noise threshold, over the whole grid.
-_GRID_FALSE_CELL_RATE = 0.05
+_GRID_FALSE_CELL_RATE = 0.005
 
 MODELLED_TYPES = frozenset(
     {
@@ -800,40 +800,29 @@ def _even_edges(low: float, high: float, bins: int, integer: bool) -> tuple[np.n
     return np.linspace(low, high, bins + 1), False
 
 
+def _kept_cells(noisy: np.ndarray, epsilon: float) -> np.ndarray:
+    """The noisy counts of the cells that clear the noise threshold, others zero.
+
+    The threshold is where a Laplace(1/ε) count of an empty cell stays with probability
+    ``_GRID_FALSE_CELL_RATE`` over the whole grid, so noise does not stretch the range
+    to the grid's ends. Post-processing only.
+    """
+    threshold = math.log(len(noisy) / (2 * _GRID_FALSE_CELL_RATE)) / epsilon
+    kept: np.ndarray = np.where(noisy >= threshold, noisy, 0.0)
+    return kept
+
+
 def _edges_from_grid(
     grid: np.ndarray, noisy: np.ndarray, epsilon: float, bins: int, integer: bool = False
 ) -> np.ndarray:
     """Bin edges at the quantiles of a thresholded noisy histogram (post-processing only).
 
-    Cells whose noisy count stays below a threshold are treated as empty, so noise does not
-    stretch the range to the grid's ends; the threshold is about where pure noise stays
-    with probability ``_GRID_FALSE_CELL_RATE`` over the grid. When the data is too thin
-    for the noise at this resolution, adjacent cells are summed (2, 4, 8, … at a time,
-    the threshold growing like the noise of a sum), and the finest resolution that keeps
-    at least 90 % of the best kept mass wins.
+    When no cell clears the threshold the data is too thin for the budget at this
+    resolution, and the whole grid is the range.
     """
-    scale = 1.0 / epsilon
-    levels: list[tuple[float, np.ndarray, np.ndarray]] = []
-    width = 1
-    while True:
-        groups = math.ceil(len(noisy) / width)
-        padded = np.concatenate((noisy, np.zeros(groups * width - len(noisy))))
-        merged = padded.reshape(groups, width).sum(axis=1)
-        merged_grid = np.append(grid[::width][:groups], grid[-1])
-        # A Laplace tail for one cell; a Bernstein-type bound for a sum of `width` cells.
-        tail = math.log(groups / (2 * _GRID_FALSE_CELL_RATE))
-        threshold = scale * (tail if width == 1 else math.sqrt(4 * width * tail) + tail)
-        kept_level = np.where(merged >= max(threshold, 0.0), merged, 0.0)
-        levels.append((float(kept_level.sum()), merged_grid, kept_level))
-        if groups == 1:
-            break
-        width *= 2
-    best_mass = max(mass for mass, _, _ in levels)
-    if best_mass <= 0:
-        # Too little data for this budget at any resolution: keep the whole public range.
+    kept = _kept_cells(noisy, epsilon)
+    if kept.sum() <= 0:
         kept = np.ones_like(noisy)
-    else:
-        _, grid, kept = next(level for level in levels if level[0] >= 0.9 * best_mass)
     cumulative = np.concatenate(([0.0], np.cumsum(kept))) / kept.sum()
     first = int(np.argmax(kept > 0))
     last = len(kept) - 1 - int(np.argmax(kept[::-1] > 0))
@@ -864,12 +853,18 @@ def _zoomed_edges(
     """Bin edges learnt with two noisy histograms, each with half of ``epsilon``.
 
     The first, over a public coarse grid (octaves, decades), finds the range that holds
-    the data; the second, of ``_FINE_CELLS`` equal cells over that range, places the edges
-    at its quantiles. Few cells per histogram keep the noise of empty cells small.
+    the data; the second, of equal cells over that range, places the edges at its
+    quantiles. It has as many cells (2 to ``_FINE_CELLS``) as the rows the first found
+    can fill above the noise threshold, so thin data is not lost in the noise of empty
+    cells.
     """
     half = epsilon / 2
-    span = _edges_from_grid(coarse, data.grid_histogram(spec, coarse, half, rng), half, 1)
-    fine = np.linspace(span[0], span[-1], _FINE_CELLS + 1)
+    noisy = data.grid_histogram(spec, coarse, half, rng)
+    span = _edges_from_grid(coarse, noisy, half, 1)
+    rows = float(_kept_cells(noisy, half).sum())
+    per_cell = 2 * math.log(_FINE_CELLS / (2 * _GRID_FALSE_CELL_RATE)) / half
+    cells = int(np.clip(rows // per_cell, 2, _FINE_CELLS))
+    fine = np.linspace(span[0], span[-1], cells + 1)
     return _edges_from_grid(fine, data.grid_histogram(spec, fine, half, rng), half, bins, integer)
 
 
