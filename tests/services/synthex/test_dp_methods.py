@@ -244,7 +244,6 @@ def marginal_error(real: pl.DataFrame, synth: pl.DataFrame) -> float:
     return float(np.mean(distances))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_less_epsilon_means_more_noise_averaged_over_seeds(
     method: type[PrivateSynthesizer],
