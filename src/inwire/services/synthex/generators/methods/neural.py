@@ -1,0 +1,532 @@
+"""What CTGAN and TVAE share: the data transformer and the conditional sampler.
+
+Both networks see a table as one float matrix built the way CTGAN's paper does it (Xu et al.,
+"Modeling Tabular Data using Conditional GAN", NeurIPS 2019, section 4.2):
+
+- a continuous column (integer, float, datetime) gets *mode-specific normalization*: a
+  variational (Bayesian) Gaussian mixture finds its modes; each value becomes the one-hot of
+  a mode drawn from its posterior and a scalar ``alpha = (x - mean) / (4 std)`` in (-1, 1);
+- a discrete column (categorical, boolean) becomes a one-hot of its categories, missing
+  values being a category of their own;
+- a continuous column with missing values gets a two-way one-hot "is missing" beside it.
+
+CTGAN conditions its generator on one discrete column's value per row and trains by
+sampling: real rows are drawn to match the condition, categories in proportion to the log of
+their frequency, so rare categories are learnt too (section 4.3).
+
+Everything here is numpy and polars, vectorised over rows: no Python loop runs per row, in
+the transform, in its inverse or in the sampling of conditions. This module imports no
+torch, so the methods' parameters validate and a missing torch is a clear error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from inwire.kit.errors import Invalid
+from inwire.services.synthex.schema import ColumnType, Schema
+
+#: How a method reports progress: a fraction from 0 to 1 and a message.
+Progress = Callable[[float, str], None]
+
+TORCH_EXTRA_MISSING = (
+    "The {method} method needs PyTorch, which is not installed on this server. "
+    "Install the torch extra (pip install 'inwire[torch]', or `make torch` in a checkout) "
+    "and restart Synthex."
+)
+
+CONTINUOUS_TYPES = frozenset({ColumnType.integer, ColumnType.float, ColumnType.datetime})
+DISCRETE_TYPES = frozenset(
+    {ColumnType.categorical, ColumnType.boolean, ColumnType.text, ColumnType.identifier}
+)
+
+#: CTGAN's mixture: at most 10 modes, a Dirichlet-process prior that switches unused modes
+#: off, and modes below this weight dropped.
+MAX_MODES = 10
+MODE_WEIGHT_THRESHOLD = 0.005
+#: The mixture of a column is fitted on at most this many of its values (a uniform sample);
+#: the transform then applies it to every row. Fitting on all rows costs seconds per column
+#: on a table of some ten thousand rows and finds the same modes.
+MIXTURE_SAMPLE = 10_000
+ALPHA_CLIP = 0.99
+
+
+class FitCancelled(Exception):
+    """Training stopped between epochs because the job was cancelled."""
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported, without importing it."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def require_torch(method: str) -> None:
+    """Raise a 400 saying how to install PyTorch when it is missing."""
+    if not torch_available():
+        raise Invalid(
+            TORCH_EXTRA_MISSING.format(method=method),
+            details=[{"field": "method", "reason": "torch_not_installed", "extra": "torch"}],
+        )
+
+
+#: Widths of a network's hidden layers.
+LayerWidths = Annotated[
+    list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1, max_length=8)
+]
+
+
+class NeuralParams(BaseModel):
+    """What every neural method is tuned by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(300, ge=1, le=10_000, description="Passes over the data.")
+    batch_size: int = Field(500, ge=2, le=50_000, description="Rows per training step.")
+    embedding_dim: int = Field(128, ge=1, le=4096, description="Size of the noise or code.")
+
+
+@dataclass
+class Training:
+    """Epoch bookkeeping of a fit: cancel checked before, progress reported after each."""
+
+    method: str
+    epochs: int
+    progress: Progress | None
+    cancelled: Callable[[], bool] | None
+
+    def run(self, steps: int) -> Iterator[int]:
+        """The epoch numbers; raises ``FitCancelled`` before an epoch once cancelled."""
+        if self.progress is not None:
+            self.progress(0.0, f"training {self.method}: {self.epochs} epochs of {steps} steps")
+        for epoch in range(self.epochs):
+            if self.cancelled is not None and self.cancelled():
+                raise FitCancelled(f"{self.method} training was cancelled")
+            yield epoch
+
+    def done(self, epoch: int, losses: str) -> None:
+        """Report epoch ``epoch`` (0-based) finished, with its last losses."""
+        if self.progress is not None:
+            message = f"epoch {epoch + 1}/{self.epochs}: {losses}"
+            self.progress((epoch + 1) / self.epochs, message)
+
+
+class NeuralSynthesizer:
+    """The frame of CTGAN and TVAE: parameters, torch check, seeds and the torch session.
+
+    Subclasses implement ``_train`` (returns the fitted state) and ``_sample``; both run
+    inside a seeded ``torch_session`` and get a numpy generator derived from the seed.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[NeuralParams]]
+
+    def __init__(self, params: NeuralParams | dict[str, Any] | None = None) -> None:
+        raw = params.model_dump() if isinstance(params, BaseModel) else params or {}
+        self.params = self.Params.model_validate(raw)
+        self._fitted: Any = None
+
+    def fit(
+        self,
+        data: pl.DataFrame,
+        schema: Schema,
+        *,
+        seed: int | None,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        """Learn ``data``; reports progress and checks for cancel once per epoch."""
+        require_torch(self.name)
+        if data.height == 0:
+            raise Invalid(f"{self.name} needs at least one row to learn from")
+        from inwire.services.synthex.generators.methods.neural_torch import torch_session
+
+        rng = np.random.default_rng(seed)
+        training = Training(self.name, self.params.epochs, progress, cancelled)
+        with torch_session(int(rng.integers(2**63 - 1))):
+            self._fitted = self._train(data, schema, rng, training)
+
+    def sample(
+        self, n: int, *, seed: int | None, conditions: dict[str, Any] | None = None
+    ) -> pl.DataFrame:
+        """``n`` synthetic rows, the same for the same seed."""
+        if self._fitted is None:
+            raise RuntimeError("fit the synthesizer before sampling")
+        from inwire.services.synthex.generators.methods.neural_torch import torch_session
+
+        rng = np.random.default_rng(seed)
+        with torch_session(int(rng.integers(2**63 - 1))):
+            return self._sample(n, rng, conditions or {})
+
+    def _train(
+        self, data: pl.DataFrame, schema: Schema, rng: np.random.Generator, training: Training
+    ) -> Any:
+        raise NotImplementedError
+
+    def _sample(self, n: int, rng: np.random.Generator, conditions: dict[str, Any]) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of columns of the transformed matrix and how a network's output becomes it."""
+
+    start: int
+    width: int
+    #: ``alpha``: one scalar in (-1, 1) (tanh); ``softmax``: a one-hot.
+    activation: Literal["alpha", "softmax"]
+
+
+@dataclass
+class ContinuousColumn:
+    """A numeric or datetime column under mode-specific normalization."""
+
+    name: str
+    dtype: pl.DataType
+    whole: bool
+    means: np.ndarray
+    stds: np.ndarray
+    weights: np.ndarray
+    low: float
+    high: float
+    has_missing: bool
+    alpha: Span
+    modes: Span
+    missing: Span | None
+
+
+@dataclass
+class DiscreteColumn:
+    """A column of categories, one-hot encoded; a missing value is a category of its own."""
+
+    name: str
+    categories: pl.Series
+    #: Row counts per category (the last one counts missing values when ``has_missing``).
+    counts: np.ndarray
+    has_missing: bool
+    span: Span
+
+
+@dataclass
+class DataTransformer:
+    """Turns a table into the matrix the networks learn, and their output back into a table."""
+
+    continuous: list[ContinuousColumn] = field(default_factory=list)
+    discrete: list[DiscreteColumn] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    dim: int = 0
+
+    @classmethod
+    def fit(cls, frame: pl.DataFrame, schema: Schema, rng: np.random.Generator) -> DataTransformer:
+        """Learn every column's encoding from ``frame`` (the columns ``schema`` names)."""
+        self = cls()
+        for spec in schema:
+            if spec.name not in frame.columns:
+                continue
+            series = frame.get_column(spec.name)
+            self.order.append(spec.name)
+            numeric = series.dtype.is_numeric() or series.dtype.is_temporal()
+            if spec.type in CONTINUOUS_TYPES and numeric:
+                self.continuous.append(self._fit_continuous(series, spec.type, rng))
+            else:
+                self.discrete.append(self._fit_discrete(series))
+        return self
+
+    def _span(self, width: int, activation: Literal["alpha", "softmax"]) -> Span:
+        span = Span(self.dim, width, activation)
+        self.spans.append(span)
+        self.dim += width
+        return span
+
+    def _fit_continuous(
+        self, series: pl.Series, kind: ColumnType, rng: np.random.Generator
+    ) -> ContinuousColumn:
+        values = _as_float(series)
+        present = values[~np.isnan(values)]
+        means, stds, weights = _fit_modes(present, rng)
+        low = float(present.min()) if present.size else 0.0
+        high = float(present.max()) if present.size else 0.0
+        has_missing = present.size < values.size
+        whole = kind is not ColumnType.float or not series.dtype.is_float()
+        return ContinuousColumn(
+            name=series.name,
+            dtype=series.dtype,
+            whole=whole,
+            means=means,
+            stds=stds,
+            weights=weights,
+            low=low,
+            high=high,
+            has_missing=has_missing,
+            alpha=self._span(1, "alpha"),
+            modes=self._span(means.size, "softmax"),
+            missing=self._span(2, "softmax") if has_missing else None,
+        )
+
+    def _fit_discrete(self, series: pl.Series) -> DiscreteColumn:
+        present = series.drop_nulls()
+        counted = present.value_counts(sort=False, name="_count").sort(series.name)
+        categories = counted.get_column(series.name)
+        counts = counted.get_column("_count").to_numpy().astype(np.int64)
+        missing = series.null_count()
+        if missing:
+            counts = np.append(counts, missing)
+        width = max(counts.size, 1)
+        return DiscreteColumn(
+            name=series.name,
+            categories=categories,
+            counts=counts,
+            has_missing=missing > 0,
+            span=self._span(width, "softmax"),
+        )
+
+    # -- table → matrix --------------------------------------------------------------------
+
+    def transform(self, frame: pl.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """The float32 matrix of ``frame``: one row per row, ``dim`` columns."""
+        out = np.zeros((frame.height, self.dim), dtype=np.float32)
+        rows = np.arange(frame.height)
+        for col in self.continuous:
+            values = _as_float(frame.get_column(col.name))
+            missing = np.isnan(values)
+            # A missing value gets a mode and alpha of a typical value; the "is missing"
+            # one-hot says it is missing and the inverse puts the null back.
+            values = np.where(missing, col.means[np.argmax(col.weights)], values)
+            alpha, mode = _normalize(values, col, rng)
+            out[:, col.alpha.start] = alpha
+            out[rows, col.modes.start + mode] = 1.0
+            if col.missing is not None:
+                out[rows, col.missing.start + missing.astype(np.int64)] = 1.0
+        for dis in self.discrete:
+            codes = self.codes(dis, frame.get_column(dis.name))
+            out[rows, dis.span.start + codes] = 1.0
+        return out
+
+    @staticmethod
+    def codes(col: DiscreteColumn, series: pl.Series) -> np.ndarray:
+        """Each value's category index (missing values: the last index)."""
+        index = pl.Series(np.arange(col.categories.len(), dtype=np.int64))
+        mapped = series.replace_strict(col.categories, index, default=None, return_dtype=pl.Int64)
+        return mapped.fill_null(col.counts.size - 1).to_numpy()
+
+    # -- matrix → table --------------------------------------------------------------------
+
+    def inverse(
+        self,
+        matrix: np.ndarray,
+        rng: np.random.Generator,
+        *,
+        sigmas: np.ndarray | None = None,
+    ) -> pl.DataFrame:
+        """The table a network's activated output stands for.
+
+        ``sigmas`` (TVAE) are the decoder's learnt standard deviations per matrix column;
+        the alphas are drawn around the output with them, as TVAE's decoder models them.
+        """
+        columns: dict[str, pl.Series] = {}
+        for col in self.continuous:
+            alpha = matrix[:, col.alpha.start].astype(np.float64)
+            if sigmas is not None:
+                alpha = rng.normal(alpha, sigmas[col.alpha.start])
+            alpha = np.clip(alpha, -1.0, 1.0)
+            mode = np.argmax(matrix[:, col.modes.start : col.modes.start + col.modes.width], axis=1)
+            values = alpha * 4.0 * col.stds[mode] + col.means[mode]
+            values = np.clip(values, col.low, col.high)
+            if col.whole:
+                values = np.rint(values)
+            series = _from_float(col, values)
+            if col.missing is not None:
+                is_missing = matrix[:, col.missing.start + 1] > matrix[:, col.missing.start]
+                series = pl.select(
+                    pl.when(pl.lit(pl.Series(is_missing))).then(None).otherwise(pl.lit(series))
+                ).to_series()
+            columns[col.name] = series.alias(col.name)
+        for dis in self.discrete:
+            codes = np.argmax(matrix[:, dis.span.start : dis.span.start + dis.span.width], axis=1)
+            index = pl.Series(codes, dtype=pl.Int64)
+            if dis.has_missing:
+                index = pl.select(
+                    pl.when(index < dis.categories.len()).then(index).otherwise(None)
+                ).to_series()
+            columns[dis.name] = dis.categories.gather(index).alias(dis.name)
+        return pl.DataFrame([columns[name] for name in self.order])
+
+
+def _as_float(series: pl.Series) -> np.ndarray:
+    """A numeric or temporal column as float64 with NaN for missing values."""
+    if series.dtype.is_temporal():
+        series = series.to_physical()
+    return series.cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64, copy=False)
+
+
+def _from_float(col: ContinuousColumn, values: np.ndarray) -> pl.Series:
+    """Floats back in the column's own dtype (physical units for datetimes)."""
+    if col.dtype.is_temporal():
+        return pl.Series(col.name, values.astype(np.int64)).cast(col.dtype)
+    if col.dtype.is_integer():
+        return pl.Series(col.name, values.astype(np.int64)).cast(col.dtype)
+    return pl.Series(col.name, values).cast(col.dtype)
+
+
+def _fit_modes(
+    values: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The modes of a column's values: means, standard deviations and weights."""
+    if values.size == 0:
+        return np.zeros(1), np.ones(1), np.ones(1)
+    distinct = np.unique(values)
+    spread = float(np.std(values)) or 1.0
+    if distinct.size == 1:
+        return distinct.astype(np.float64), np.array([spread]), np.ones(1)
+    from sklearn.mixture import BayesianGaussianMixture
+
+    sample = values
+    if values.size > MIXTURE_SAMPLE:
+        sample = rng.choice(values, MIXTURE_SAMPLE, replace=False)
+    mixture = BayesianGaussianMixture(
+        n_components=min(MAX_MODES, distinct.size),
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=0.001,
+        n_init=1,
+        random_state=int(rng.integers(2**31 - 1)),
+    )
+    with warnings.catch_warnings():
+        # Few distinct values or a tight mode stop the variational fit early; its modes are
+        # still the ones to use.
+        warnings.simplefilter("ignore")
+        mixture.fit(sample.reshape(-1, 1))
+    keep = mixture.weights_ > MODE_WEIGHT_THRESHOLD
+    if not keep.any():
+        keep = mixture.weights_ == mixture.weights_.max()
+    means = mixture.means_.reshape(-1)[keep].astype(np.float64)
+    stds = np.sqrt(mixture.covariances_.reshape(-1)[keep]).astype(np.float64)
+    weights = mixture.weights_[keep] / mixture.weights_[keep].sum()
+    return means, np.maximum(stds, 1e-6 * spread), weights
+
+
+#: Rows per chunk of the transform: bounds the (rows x modes) posterior in memory.
+_CHUNK = 262_144
+
+
+def _normalize(
+    values: np.ndarray, col: ContinuousColumn, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's mode (drawn from its posterior over the modes) and its alpha in it."""
+    alpha = np.empty(values.size, dtype=np.float32)
+    mode = np.empty(values.size, dtype=np.int64)
+    log_prior = np.log(col.weights) - np.log(col.stds)
+    for start in range(0, values.size, _CHUNK):
+        x = values[start : start + _CHUNK, None]
+        z = (x - col.means) / col.stds
+        log_post = log_prior - 0.5 * z * z
+        log_post -= log_post.max(axis=1, keepdims=True)
+        post = np.exp(log_post)
+        cdf = np.cumsum(post, axis=1)
+        u = rng.random((x.shape[0], 1)) * cdf[:, -1:]
+        chosen = np.minimum((cdf < u).sum(axis=1), col.means.size - 1)
+        picked = (x[:, 0] - col.means[chosen]) / (4.0 * col.stds[chosen])
+        alpha[start : start + _CHUNK] = np.clip(picked, -ALPHA_CLIP, ALPHA_CLIP)
+        mode[start : start + _CHUNK] = chosen
+    return alpha, mode
+
+
+@dataclass
+class ConditionSampler:
+    """CTGAN's conditional vectors and training-by-sampling, vectorised over a batch.
+
+    A condition is one category of one discrete column, numbered globally: column ``j``'s
+    categories are ``offsets[j] .. offsets[j] + widths[j] - 1``. The conditional vector is
+    the one-hot of that number over all discrete columns' categories.
+    """
+
+    offsets: np.ndarray
+    widths: np.ndarray
+    #: Per column, cumulative probabilities of its categories (padded with 1): training
+    #: draws by the log of frequencies, generation by the frequencies themselves.
+    train_cdf: np.ndarray
+    data_cdf: np.ndarray
+    #: Row numbers sorted by category, column after column; ``starts``/``counts`` per
+    #: condition number locate a condition's rows in it.
+    rows: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    n_rows: int
+
+    @classmethod
+    def build(cls, transformer: DataTransformer, frame: pl.DataFrame) -> ConditionSampler:
+        """The sampler of ``frame``'s discrete columns, as ``transformer`` encodes them."""
+        discrete = transformer.discrete
+        widths = np.array([d.span.width for d in discrete], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        longest = int(widths.max()) if widths.size else 1
+        train_cdf = np.ones((len(discrete), longest))
+        data_cdf = np.ones((len(discrete), longest))
+        rows, starts, counts = [], [], []
+        for j, col in enumerate(discrete):
+            counts_j = np.zeros(col.span.width, dtype=np.int64)
+            counts_j[: col.counts.size] = col.counts
+            log_freq = np.log1p(counts_j)
+            train_cdf[j, : col.span.width] = np.cumsum(log_freq) / log_freq.sum()
+            data_cdf[j, : col.span.width] = np.cumsum(counts_j) / max(counts_j.sum(), 1)
+            codes = DataTransformer.codes(col, frame.get_column(col.name))
+            rows.append(np.argsort(codes, kind="stable"))
+            starts.append(j * frame.height + np.concatenate([[0], np.cumsum(counts_j)[:-1]]))
+            counts.append(counts_j)
+        return cls(
+            offsets=offsets,
+            widths=widths,
+            train_cdf=train_cdf,
+            data_cdf=data_cdf,
+            rows=np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+            starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
+            counts=np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64),
+            n_rows=frame.height,
+        )
+
+    @property
+    def dim(self) -> int:
+        """Length of a conditional vector (0 when the table has no discrete column)."""
+        return int(self.widths.sum())
+
+    def _draw(self, cdf: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        columns = rng.integers(self.widths.size, size=size)
+        u = rng.random(size)[:, None]
+        category = np.minimum((cdf[columns] < u).sum(axis=1), self.widths[columns] - 1)
+        drawn: np.ndarray = self.offsets[columns] + category
+        return drawn
+
+    def training_conditions(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """Condition numbers for a training batch (column uniform, log-frequency category)."""
+        return self._draw(self.train_cdf, size, rng)
+
+    def generation_conditions(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """Condition numbers for generation: mixing the conditionals back to the data."""
+        return self._draw(self.data_cdf, size, rng)
+
+    def real_rows(self, conditions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One real row number per condition, uniformly among the rows that match it."""
+        offset = np.floor(rng.random(conditions.size) * self.counts[conditions]).astype(np.int64)
+        rows: np.ndarray = self.rows[self.starts[conditions] + offset]
+        return rows
+
+    def condition_of(self, transformer: DataTransformer, column: str, value: object) -> int | None:
+        """The condition number of ``column == value``, or None if it is not a known one."""
+        for j, col in enumerate(transformer.discrete):
+            if col.name != column:
+                continue
+            if value is None:
+                return int(self.offsets[j] + col.counts.size - 1) if col.has_missing else None
+            try:
+                found = (col.categories == value).arg_true()
+            except (TypeError, ValueError, pl.exceptions.PolarsError):
+                return None
+            return int(self.offsets[j] + found[0]) if found.len() else None
+        return None

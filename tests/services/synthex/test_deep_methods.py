@@ -1,0 +1,298 @@
+"""CTGAN and TVAE: the shared data transformer and sampler, and both methods end to end.
+
+What is pinned: the mode-specific transform inverts to the data (categories exactly, numbers
+closely, missing values where they were); training-by-sampling draws real rows that match
+their condition and favours rare categories; both methods keep column types, make only
+categories that exist in the data, stay within the observed range, keep missing values,
+report progress per epoch, stop when cancelled, and give the same rows for the same seed.
+Without PyTorch, choosing them is a 400 that says how to install it; in CI PyTorch must be
+there, so a broken install fails here instead of skipping every test.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from inwire.kit.errors import Invalid
+from inwire.services.synthex.generators.methods import neural
+from inwire.services.synthex.generators.methods.ctgan import CTGAN, CTGANParams
+from inwire.services.synthex.generators.methods.neural import (
+    ConditionSampler,
+    DataTransformer,
+    FitCancelled,
+    torch_available,
+)
+from inwire.services.synthex.generators.methods.tvae import TVAE
+from inwire.services.synthex.schema import ColumnSpec, ColumnType
+
+IN_CI = os.environ.get("CI") == "true"
+
+needs_torch = pytest.mark.skipif(
+    not torch_available() and not IN_CI,
+    reason="PyTorch is not installed (make torch); CI requires it",
+)
+
+METHODS = [CTGAN, TVAE]
+#: Small networks and few epochs: these tests pin behaviour, not quality.
+FAST: dict[str, dict[str, Any]] = {
+    "ctgan": {
+        "epochs": 2,
+        "batch_size": 100,
+        "embedding_dim": 16,
+        "generator_dims": [32, 32],
+        "discriminator_dims": [32, 32],
+    },
+    "tvae": {
+        "epochs": 2,
+        "batch_size": 100,
+        "embedding_dim": 8,
+        "compress_dims": [32],
+        "decompress_dims": [32],
+    },
+}
+
+
+def table(n: int = 400, seed: int = 0) -> tuple[pl.DataFrame, list[ColumnSpec]]:
+    """Mixed columns: a bimodal float with nulls, ints, a rare category, bools, datetimes."""
+    rng = np.random.default_rng(seed)
+    income = np.where(
+        rng.random(n) < 0.3, rng.normal(20_000, 2_000, n), rng.normal(60_000, 5_000, n)
+    )
+    frame = pl.DataFrame(
+        {
+            "age": pl.Series(rng.integers(18, 90, n), dtype=pl.Int32),
+            "income": income,
+            "city": rng.choice(["Oslo", "Bergen", "Tromsø"], n, p=[0.6, 0.38, 0.02]),
+            "member": rng.random(n) < 0.3,
+            "joined": [
+                datetime(2021, 1, 1) + timedelta(minutes=int(m))
+                for m in rng.integers(0, 500_000, n)
+            ],
+            "tier": pl.Series(rng.choice([1, 2, 3], n), dtype=pl.Int64),
+        }
+    ).with_columns(
+        pl.when(pl.Series(rng.random(n) < 0.15))
+        .then(None)
+        .otherwise(pl.col("income"))
+        .alias("income"),
+        pl.when(pl.Series(rng.random(n) < 0.1)).then(None).otherwise(pl.col("city")).alias("city"),
+    )
+    schema = [
+        ColumnSpec(name="age", type=ColumnType.integer, storage="Int32"),
+        ColumnSpec(name="income", type=ColumnType.float, storage="Float64"),
+        ColumnSpec(name="city", type=ColumnType.categorical, storage="String"),
+        ColumnSpec(name="member", type=ColumnType.boolean, storage="Boolean"),
+        ColumnSpec(name="joined", type=ColumnType.datetime, storage="Datetime(time_unit='us')"),
+        ColumnSpec(name="tier", type=ColumnType.categorical, storage="Int64"),
+    ]
+    return frame, schema
+
+
+# -- the data transformer and the condition sampler (numpy only) -----------------------------
+
+
+def test_transform_inverts_to_the_data() -> None:
+    frame, schema = table()
+    rng = np.random.default_rng(1)
+    transformer = DataTransformer.fit(frame, schema, rng)
+    matrix = transformer.transform(frame, rng)
+
+    assert matrix.shape == (frame.height, transformer.dim)
+    assert matrix.dtype == np.float32
+    back = transformer.inverse(matrix, rng)
+
+    assert back.schema == frame.schema
+    for name in ("city", "member", "tier", "age"):
+        assert back[name].to_list() == frame[name].to_list(), name
+    assert back["income"].is_null().to_list() == frame["income"].is_null().to_list()
+    both = pl.DataFrame({"a": frame["income"], "b": back["income"]}).drop_nulls()
+    assert np.allclose(both["a"], both["b"], rtol=1e-3)
+    gap = (back["joined"] - frame["joined"]).abs().max()
+    assert isinstance(gap, timedelta)
+    assert gap < timedelta(minutes=1)
+
+
+def test_every_row_of_the_matrix_has_one_hot_spans() -> None:
+    frame, schema = table()
+    rng = np.random.default_rng(1)
+    transformer = DataTransformer.fit(frame, schema, rng)
+    matrix = transformer.transform(frame, rng)
+    for span in transformer.spans:
+        block = matrix[:, span.start : span.start + span.width]
+        if span.activation == "softmax":
+            assert np.array_equal(block.sum(axis=1), np.ones(frame.height))
+        else:
+            assert np.all(np.abs(block) < 1)
+
+
+def test_a_bimodal_column_gets_more_than_one_mode() -> None:
+    frame, schema = table(2000)
+    transformer = DataTransformer.fit(frame, schema, np.random.default_rng(0))
+    income = next(c for c in transformer.continuous if c.name == "income")
+    assert income.means.size >= 2
+    assert income.means.min() < 30_000 < income.means.max()
+
+
+def test_training_by_sampling_draws_rows_of_the_condition() -> None:
+    frame, schema = table(2000)
+    rng = np.random.default_rng(2)
+    transformer = DataTransformer.fit(frame, schema, rng)
+    sampler = ConditionSampler.build(transformer, frame)
+    matrix = transformer.transform(frame, rng)
+    assert sampler.dim == sum(d.span.width for d in transformer.discrete)
+
+    conditions = sampler.training_conditions(5000, rng)
+    rows = sampler.real_rows(conditions, rng)
+    # The condition's one-hot position is set in the real row drawn for it.
+    starts = np.concatenate(
+        [np.full(d.span.width, d.span.start) for d in transformer.discrete]
+    ) + np.concatenate([np.arange(d.span.width) for d in transformer.discrete])
+    assert np.all(matrix[rows, starts[conditions]] == 1.0)
+
+    # Log-frequency: the 2 % category is drawn far more often than 2 % of city draws.
+    city = next(d for d in transformer.discrete if d.name == "city")
+    j = transformer.discrete.index(city)
+    rare = int(sampler.offsets[j]) + city.categories.to_list().index("Tromsø")
+    city_draws = (conditions >= sampler.offsets[j]) & (conditions < sampler.offsets[j] + 4)
+    assert (conditions == rare).sum() / city_draws.sum() > 0.1
+
+
+def test_generation_conditions_follow_the_data() -> None:
+    frame, schema = table(4000)
+    rng = np.random.default_rng(3)
+    transformer = DataTransformer.fit(frame, schema, rng)
+    sampler = ConditionSampler.build(transformer, frame)
+    member = next(d for d in transformer.discrete if d.name == "member")
+    j = transformer.discrete.index(member)
+    drawn = sampler.generation_conditions(60_000, rng)
+    in_column = drawn[(drawn >= sampler.offsets[j]) & (drawn < sampler.offsets[j] + 2)]
+    true_share = float(frame["member"].mean() or 0)
+    true_index = int(sampler.offsets[j]) + member.categories.to_list().index(True)
+    assert abs(float(np.mean(in_column == true_index)) - true_share) < 0.03
+
+
+def test_ctgan_params_reject_a_batch_that_does_not_hold_whole_packs() -> None:
+    with pytest.raises(ValueError, match="multiple of pac"):
+        CTGANParams(batch_size=105, pac=10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_without_torch_choosing_the_method_is_a_400_saying_how_to_install_it(
+    method: type[CTGAN] | type[TVAE], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(neural, "torch_available", lambda: False)
+    frame, schema = table(50)
+    with pytest.raises(Invalid) as caught:
+        method().fit(frame, schema, seed=0)
+    assert caught.value.status == 400
+    assert "inwire[torch]" in caught.value.message
+    assert caught.value.details[0]["reason"] == "torch_not_installed"
+
+
+# -- PyTorch --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not IN_CI, reason="only CI insists on PyTorch")
+def test_torch_is_installed_in_ci() -> None:
+    import torch
+
+    assert torch.tensor([1.0, 2.0]).sum().item() == 3.0
+
+
+def fitted(
+    method: type[CTGAN] | type[TVAE], frame: pl.DataFrame, schema: list[ColumnSpec], seed: int = 7
+) -> CTGAN | TVAE:
+    model = method(FAST[method.name])
+    model.fit(frame, schema, seed=seed)
+    return model
+
+
+@needs_torch
+@pytest.mark.parametrize("method", METHODS)
+def test_output_keeps_types_categories_range_and_missing_values(
+    method: type[CTGAN] | type[TVAE],
+) -> None:
+    frame, schema = table()
+    out = fitted(method, frame, schema).sample(600, seed=1)
+
+    assert out.height == 600
+    assert out.schema == frame.schema
+    for name in ("city", "member", "tier"):
+        assert set(out[name].drop_nulls().to_list()) <= set(frame[name].drop_nulls().to_list())
+    for name in ("age", "income", "joined"):
+        assert out[name].min() >= frame[name].min(), name
+        assert out[name].max() <= frame[name].max(), name
+    assert out["income"].null_count() > 0 or out["city"].null_count() > 0
+
+
+@needs_torch
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_rows_other_seed_other_rows(method: type[CTGAN] | type[TVAE]) -> None:
+    frame, schema = table()
+    first = fitted(method, frame, schema, seed=11)
+    again = fitted(method, frame, schema, seed=11)
+
+    a = first.sample(300, seed=5)
+    assert a.equals(again.sample(300, seed=5))
+    assert a.equals(first.sample(300, seed=5))
+    assert not a.equals(first.sample(300, seed=6))
+    assert not a.equals(fitted(method, frame, schema, seed=12).sample(300, seed=5))
+
+
+@needs_torch
+@pytest.mark.parametrize("method", METHODS)
+def test_fit_reports_progress_per_epoch_and_stops_when_cancelled(
+    method: type[CTGAN] | type[TVAE],
+) -> None:
+    frame, schema = table(200)
+    seen: list[tuple[float, str]] = []
+    model = method({**FAST[method.name], "epochs": 3})
+    model.fit(frame, schema, seed=0, progress=lambda f, m: seen.append((f, m)))
+    assert [f for f, _ in seen] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+    assert "epoch 3/3" in seen[-1][1]
+
+    epochs: list[float] = []
+
+    def cancel_after_first() -> bool:
+        return len(epochs) >= 2
+
+    with pytest.raises(FitCancelled):
+        method({**FAST[method.name], "epochs": 50}).fit(
+            frame,
+            schema,
+            seed=0,
+            progress=lambda f, _: epochs.append(f),
+            cancelled=cancel_after_first,
+        )
+    assert len(epochs) == 2
+
+
+@needs_torch
+def test_ctgan_condition_on_a_category_steers_the_generator() -> None:
+    frame, schema = table(600)
+    model = CTGAN({**FAST["ctgan"], "epochs": 30})
+    model.fit(frame, schema, seed=3)
+    steered = model.sample(500, seed=1, conditions={"city": "Bergen"})
+    free = model.sample(500, seed=1)
+    share = float((steered["city"] == "Bergen").mean() or 0)
+    assert share > float((free["city"] == "Bergen").mean() or 0)
+
+
+@needs_torch
+@pytest.mark.parametrize("method", METHODS)
+def test_a_table_without_discrete_or_continuous_columns_still_fits(
+    method: type[CTGAN] | type[TVAE],
+) -> None:
+    frame, schema = table(200)
+    numbers = frame.select("age", "income")
+    only_numbers = [c for c in schema if c.name in ("age", "income")]
+    assert fitted(method, numbers, only_numbers).sample(50, seed=0).schema == numbers.schema
+    cats = frame.select("city", "member")
+    only_cats = [c for c in schema if c.name in ("city", "member")]
+    assert fitted(method, cats, only_cats).sample(50, seed=0).schema == cats.schema
