@@ -147,19 +147,20 @@ def detect_encoding(head: bytes) -> str:
         return "utf-8"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(head[:65536]).best()
-    if best is None:
+    matches = list(from_bytes(head[:65536]))
+    if not matches:
         return "cp1252"
-    name = codecs.lookup(best.encoding).name
-    # Short samples leave several single-byte code pages equally likely; when Windows-1252
-    # (the most common, a superset of Latin-1's printable range) reads the head the same
-    # way, it is the answer.
-    try:
-        if head.decode("cp1252") == head.decode(name, errors="replace"):
+    best = matches[0]
+    # Short samples leave several single-byte code pages equally likely; Windows-1252 (the
+    # most common, a superset of Latin-1's printable range) wins among the equals.
+    for match in matches:
+        if (
+            codecs.lookup(match.encoding).name in ("cp1252", "iso8859-1", "iso8859-15")
+            and match.chaos <= best.chaos + 0.02
+            and match.coherence >= best.coherence - 0.02
+        ):
             return "cp1252"
-    except UnicodeDecodeError:
-        pass
-    return name
+    return codecs.lookup(best.encoding).name
 
 
 def decode_head(head: bytes, encoding: str) -> str:
@@ -296,8 +297,6 @@ class Conversion:
 
     rows: int
     dialect: Dialect | None = None
-    #: True when typed reading failed part-way and every column was read as text instead.
-    read_as_text: bool = False
     sheet: str | None = None
 
 
@@ -346,85 +345,70 @@ def _write_batches(
     return rows
 
 
+def _csv_read_options(dialect: Dialect, block_bytes: int) -> Any:
+    import pyarrow.csv as pacsv
+
+    return pacsv.ReadOptions(
+        block_size=block_bytes,
+        autogenerate_column_names=not dialect.header,
+        encoding="utf8" if dialect.encoding in ("utf-8", "ascii") else dialect.encoding,
+    )
+
+
 def _csv_batches(
-    path: Path, dialect: Dialect, block_bytes: int, as_text: bool, seen: Callable[[int], None]
+    path: Path, dialect: Dialect, block_bytes: int, seen: Callable[[int], None]
 ) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    parse = pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
+    with path.open("rb") as raw:
+        names = pacsv.open_csv(
+            raw, read_options=_csv_read_options(dialect, 1024 * 1024), parse_options=parse
+        ).schema.names
+    # Every column is read as text: pyarrow's guesses would drop leading zeros (postal
+    # codes) and fail on a late odd value; ``infer`` types the columns from all the data.
+    convert = pacsv.ConvertOptions(
+        strings_can_be_null=True, column_types=dict.fromkeys(names, pa.string())
+    )
+    clean = _sanitised_names(list(names))
     with path.open("rb") as raw:
         counted = io.BufferedReader(_CountingReader(raw, seen), buffer_size=1024 * 1024)
-        read = pacsv.ReadOptions(
-            block_size=block_bytes,
-            autogenerate_column_names=not dialect.header,
-            encoding=dialect.encoding if dialect.encoding not in ("utf-8", "ascii") else "utf8",
-        )
-        parse = pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
-        convert = pacsv.ConvertOptions(strings_can_be_null=True)
-        if as_text:
-            # Learn the names from a first small read, then read every column as text.
-            names = _csv_names(path, dialect)
-            convert = pacsv.ConvertOptions(
-                strings_can_be_null=True, column_types=dict.fromkeys(names, pa.string())
-            )
         reader = pacsv.open_csv(
-            counted, read_options=read, parse_options=parse, convert_options=convert
+            counted,
+            read_options=_csv_read_options(dialect, block_bytes),
+            parse_options=parse,
+            convert_options=convert,
         )
-        names_out: list[str] | None = None
         for batch in reader:
-            if names_out is None:
-                names_out = _sanitised_names(batch.schema.names)
-            yield batch.rename_columns(names_out)
-
-
-def _csv_names(path: Path, dialect: Dialect) -> list[str]:
-    import pyarrow.csv as pacsv
-
-    with path.open("rb") as raw:
-        read = pacsv.ReadOptions(
-            block_size=1024 * 1024,
-            autogenerate_column_names=not dialect.header,
-            encoding=dialect.encoding if dialect.encoding not in ("utf-8", "ascii") else "utf8",
-        )
-        parse = pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
-        reader = pacsv.open_csv(raw, read_options=read, parse_options=parse)
-        return list(reader.schema.names)
+            yield batch.rename_columns(clean)
 
 
 def convert_csv(
     path: Path, out: Path, dialect: Dialect, *, block_bytes: int, progress: Progress, check: Check
 ) -> Conversion:
-    """A CSV/TSV file to Parquet, streaming; typed if the types hold, else all text."""
+    """A CSV/TSV file to Parquet (every column text), streaming."""
     import pyarrow as pa
 
     size = max(1, path.stat().st_size)
     seen = [0]
 
-    def position() -> float:
-        return seen[0] / size
-
     def on_read(n: int) -> None:
         seen[0] = n
 
-    for as_text in (False, True):
-        seen[0] = 0
-        try:
-            rows = _write_batches(
-                _csv_batches(path, dialect, block_bytes, as_text, on_read),
-                out,
-                progress,
-                check,
-                position,
-            )
-            return Conversion(rows=rows, dialect=dialect, read_as_text=as_text)
-        except pa.ArrowInvalid as exc:
-            text = str(exc)
-            if not as_text and ("conversion error" in text.lower() or "In CSV column" in text):
-                continue  # a later value broke a type guessed from the first block
-            raise _malformed(f"Cannot read the file as {dialect_name(dialect)}: {text}") from exc
-        except UnicodeDecodeError as exc:
-            raise _malformed(f"The file is not valid {dialect.encoding} text: {exc}") from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+    try:
+        rows = _write_batches(
+            _csv_batches(path, dialect, block_bytes, on_read),
+            out,
+            progress,
+            check,
+            lambda: seen[0] / size,
+        )
+    except pa.ArrowInvalid as exc:
+        raise _malformed(f"Cannot read the file as {dialect_name(dialect)}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise _malformed(f"The file is not valid {dialect.encoding} text: {exc}") from exc
+    return Conversion(rows=rows, dialect=dialect)
 
 
 def dialect_name(dialect: Dialect) -> str:

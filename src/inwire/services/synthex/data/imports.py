@@ -235,8 +235,6 @@ async def _import(
         conversion = await asyncio.to_thread(
             formats.convert_excel, fetched.path, raw, sheet=spec.options.sheet, progress=reading
         )
-    if conversion.read_as_text:
-        ctx.log("types changed after the first block: every column was read as text")
     ctx.raise_if_cancelled()
 
     ctx.progress(0.76, "inferring the schema")
@@ -301,7 +299,6 @@ async def _import(
         "format": fmt,
         "dialect": dialect.as_dict() if dialect else None,
         "casts": {name: cast.as_dict() for name, cast in kept.items()},
-        "read_as_text": conversion.read_as_text,
     }
 
 

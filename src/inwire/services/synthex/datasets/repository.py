@@ -6,11 +6,13 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, cast, func, select, update
+from sqlalchemy import String, Table, cast, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.api import ListQuery
 from inwire.kit.db import RepositoryBase
 from inwire.services.synthex.datasets.models import Dataset, DatasetVersion
+from inwire.services.synthex.db import JOB_TABLES
 
 
 def _like_escape(text: str) -> str:
@@ -130,3 +132,30 @@ class VersionRepository(RepositoryBase[DatasetVersion]):
             stmt = stmt.where(table.c.organization_id == self.org_id)
         result = await self.session.execute(stmt)
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+class ActiveJobRepository:
+    """Queued and running Synthex jobs, looked up by the ids their input names."""
+
+    def __init__(self, session: AsyncSession, org_id: str) -> None:
+        self.session = session
+        self.org_id = org_id
+
+    async def mentioning(self, ids: Collection[str], limit: int = 20) -> list[dict[str, Any]]:
+        """Unfinished jobs of the organization whose input names one of ``ids``."""
+        if not ids:
+            return []
+        jobs = JOB_TABLES.jobs
+        text = cast(jobs.c.input, String)
+        mentions = or_(*[text.like(f"%{_like_escape(json.dumps(i))}%", escape="\\") for i in ids])
+        stmt = (
+            select(jobs.c.id, jobs.c.type, jobs.c.status)
+            .where(
+                jobs.c.organization_id == self.org_id,
+                jobs.c.status.in_(["queued", "running"]),
+                mentions,
+            )
+            .limit(limit)
+        )
+        rows = await self.session.execute(stmt)
+        return [dict(r) for r in rows.mappings().all()]
