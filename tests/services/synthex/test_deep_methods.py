@@ -296,3 +296,29 @@ def test_a_table_without_discrete_or_continuous_columns_still_fits(
     cats = frame.select("city", "member")
     only_cats = [c for c in schema if c.name in ("city", "member")]
     assert fitted(method, cats, only_cats).sample(50, seed=0).schema == cats.schema
+
+
+@needs_torch
+def test_span_layout_matches_per_span_softmax_and_cross_entropy() -> None:
+    import torch
+
+    from inwire.services.synthex.generators.methods.neural_torch import SpanLayout
+
+    frame, schema = table()
+    transformer = DataTransformer.fit(frame, schema, np.random.default_rng(0))
+    layout = SpanLayout(transformer.spans)
+    raw = torch.randn(5, transformer.dim) * 3
+    active = layout.from_network(layout.activate(raw).numpy())
+    original = torch.from_numpy(layout.from_network(raw.numpy()))
+    normalizers = layout.log_normalizers(raw)
+    for span in transformer.spans:
+        block = original[:, span.start : span.start + span.width]
+        got = torch.from_numpy(active[:, span.start : span.start + span.width])
+        if span.activation == "alpha":
+            assert torch.allclose(got, torch.tanh(block))
+        else:
+            assert torch.allclose(got, torch.softmax(block, dim=1), atol=1e-6)
+            number = layout.onehot_number[span.start]
+            assert torch.allclose(normalizers[:, number], torch.logsumexp(block, dim=1))
+            start = layout.network_start[span.start]
+            assert torch.equal(raw[:, start : start + span.width], block)

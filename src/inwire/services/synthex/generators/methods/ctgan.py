@@ -34,6 +34,8 @@ from inwire.services.synthex.schema import Schema
 if TYPE_CHECKING:
     import torch
 
+    from inwire.services.synthex.generators.methods.neural_torch import SpanLayout
+
 
 class CTGANParams(NeuralParams):
     """CTGAN's parameters; the defaults are the paper's."""
@@ -89,15 +91,14 @@ class _Fitted:
         params: CTGANParams,
         transformer: DataTransformer,
         sampler: ConditionSampler,
+        layout: SpanLayout,
         generator: torch.nn.Module,
     ) -> None:
-        from inwire.services.synthex.generators.methods.neural_torch import SpanLayout
-
         self.params = params
         self.transformer = transformer
         self.sampler = sampler
+        self.layout = layout
         self.generator = generator
-        self.layout = SpanLayout(transformer.spans, transformer.dim)
 
     def sample(self, n: int, rng: np.random.Generator, conditions: dict[str, Any]) -> pl.DataFrame:
         import torch
@@ -123,7 +124,7 @@ class _Fitted:
                 raw = self.generator(noise)
                 chunks.append(self.layout.activate(raw, tau=_TAU).numpy())
         matrix = np.concatenate(chunks)[:n] if chunks else np.zeros((0, self.transformer.dim))
-        return self.transformer.inverse(matrix, rng)
+        return self.transformer.inverse(self.layout.from_network(matrix), rng)
 
 
 #: Gumbel-softmax temperature of the generator's one-hots (CTGAN's choice).
@@ -225,19 +226,22 @@ def _train(
     from inwire.services.synthex.generators.methods.neural_torch import SpanLayout, adam
 
     transformer = DataTransformer.fit(data, schema, rng)
-    matrix = torch.from_numpy(transformer.transform(data, rng))
+    layout = SpanLayout(transformer.spans)
+    matrix = torch.from_numpy(layout.to_network(transformer.transform(data, rng)))
     sampler = ConditionSampler.build(transformer, data)
     if not params.log_frequency:
         sampler.train_cdf = sampler.data_cdf
-    layout = SpanLayout(transformer.spans, transformer.dim)
-    # The conditional vector's columns in the transformed matrix (for the generator's loss).
-    cond_columns = torch.cat(
-        [
-            torch.arange(col.span.start, col.span.start + col.span.width)
-            for col in transformer.discrete
-        ]
-        or [torch.zeros(0, dtype=torch.long)]
-    )
+    # For each condition number: its category's network column and its one-hot's number,
+    # for the generator's cross-entropy on the conditioned column.
+    cond_column = np.zeros(sampler.dim, dtype=np.int64)
+    cond_onehot = np.zeros(sampler.dim, dtype=np.int64)
+    for offset, col in zip(sampler.offsets, transformer.discrete, strict=True):
+        width = col.span.width
+        cond_column[offset : offset + width] = layout.network_start[col.span.start] + np.arange(
+            width
+        )
+        cond_onehot[offset : offset + width] = layout.onehot_number[col.span.start]
+    rows = torch.arange(params.batch_size)
     generator, critic = _networks(params, transformer.dim, sampler.dim)
     opt_g = adam(generator, lr=params.generator_lr, decay=params.generator_decay, betas=(0.5, 0.9))
     opt_d = adam(
@@ -261,12 +265,12 @@ def _train(
         for _ in range(steps):
             for critic_step in range(params.discriminator_steps):
                 cond, drawn = conditions()
-                rows = (
+                picked = (
                     sampler.real_rows(drawn, rng)
                     if drawn is not None
                     else rng.integers(data.height, size=batch)
                 )
-                real = with_condition(matrix[torch.from_numpy(rows)], cond)
+                real = with_condition(matrix[torch.from_numpy(picked)], cond)
                 noise = with_condition(torch.randn(batch, emb), cond)
                 if critic_step + 1 < params.discriminator_steps:
                     with torch.no_grad():
@@ -276,7 +280,7 @@ def _train(
                     # (as in the DCGAN reference): one generator pass per step, not two.
                     raw = generator(noise)
                     fake_g = with_condition(layout.activate(raw, tau=_TAU), cond)
-                    fake, cond_g = fake_g.detach(), cond
+                    fake, drawn_g = fake_g.detach(), drawn
                 loss_d = _critic_step(critic, opt_d, real, fake, pac)
 
             for w in critic_weights:
@@ -284,12 +288,15 @@ def _train(
             loss_g = -critic(fake_g).mean()
             for w in critic_weights:
                 w.requires_grad_(True)
-            if cond_g is not None:
-                # The generator must produce the category it was conditioned on.
-                log_p = layout.log_softmax(raw)[:, cond_columns]
-                loss_g = loss_g - (cond_g * log_p).sum() / batch
+            if drawn_g is not None:
+                # The generator must produce the category it was conditioned on: the
+                # cross-entropy of the conditioned one-hot (log-normalizer minus logit).
+                column = torch.from_numpy(cond_column[drawn_g])
+                onehot = torch.from_numpy(cond_onehot[drawn_g])
+                normalizers = layout.log_normalizers(raw)[rows, onehot]
+                loss_g = loss_g + (normalizers - raw[rows, column]).sum() / batch
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
         training.done(epoch, f"generator loss {loss_g.item():.3f}, critic loss {loss_d.item():.3f}")
-    return _Fitted(params, transformer, sampler, generator)
+    return _Fitted(params, transformer, sampler, layout, generator)

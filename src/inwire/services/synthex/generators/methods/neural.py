@@ -465,7 +465,7 @@ class ConditionSampler:
         """The sampler of ``frame``'s discrete columns, as ``transformer`` encodes them."""
         discrete = transformer.discrete
         widths = np.array([d.span.width for d in discrete], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        offsets = np.cumsum(widths) - widths
         longest = int(widths.max()) if widths.size else 1
         train_cdf = np.ones((len(discrete), longest))
         data_cdf = np.ones((len(discrete), longest))

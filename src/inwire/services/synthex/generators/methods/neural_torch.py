@@ -5,9 +5,9 @@ service starts, and its other methods run, without PyTorch.
 
 A transformed row is a sequence of spans (``neural.Span``): single alphas squashed by tanh,
 and one-hots produced by a softmax. The reference implementation loops over the spans in
-Python for every batch (activation, conditional loss, TVAE's loss). Here spans of similar
-width are gathered into one padded ``(batch, spans, width)`` tensor each, so a whole row
-is activated, or scored, with a handful of kernels whatever the number of columns.
+Python for every batch (activation, conditional loss, TVAE's loss). Here the networks work
+in their own column order, where spans of one width sit side by side (``SpanLayout``), so a
+whole row is activated, or scored, with a few kernels per distinct span width.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import itertools
 import os
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from inwire.services.synthex.generators.methods.neural import Span
 
-#: Threads for the small matrix products of these networks. Past two they mostly wait on
-#: each other; the service's machine may also run other jobs.
+#: Threads for the matrix products of these networks. They are small (a few hundred wide):
+#: measured on a 2-core machine, a second thread saved under 10 % when the machine was idle
+#: and cost 3-6x when another process wanted the other core (the threads wait on each other).
 MAX_THREADS = 1
 
 
@@ -41,65 +43,68 @@ def torch_session(seed: int) -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
-class _SoftmaxGroup:
-    """Softmax spans of similar width, gathered into one padded tensor."""
+class SpanLayout:
+    """The networks' own column order, in which every span operation is a reshape.
+
+    The networks read and write the transformed matrix with its columns permuted to
+    ``[all alphas | all one-hots of width w1 | all of width w2 | …]``. Spans of one width
+    then sit side by side, so a group's softmax is one ``view(batch, spans, width)``:
+    no gather, no padding, a handful of kernels per distinct width instead of a few per
+    column. ``to_network``/``from_network`` move matrices between the two orders.
+    """
 
     def __init__(self, spans: Sequence[Span]) -> None:
-        width = max(s.width for s in spans)
-        index = torch.zeros(len(spans), width, dtype=torch.long)
-        valid = torch.zeros(len(spans), width, dtype=torch.bool)
-        for row, span in enumerate(spans):
-            index[row, : span.width] = torch.arange(span.start, span.start + span.width)
-            valid[row, : span.width] = True
-        self.index = index
-        self.padding = ~valid
-        self.valid = valid
-        #: The matrix columns this group's valid cells stand for, in row-major order.
-        self.columns = index[valid]
+        alphas = [s for s in spans if s.activation == "alpha"]
+        widths = sorted({s.width for s in spans if s.activation == "softmax"})
+        grouped = [[s for s in spans if s.activation == "softmax" and s.width == w] for w in widths]
+        network_spans = alphas + [s for group in grouped for s in group]
+        order = [c for s in network_spans for c in range(s.start, s.start + s.width)]
+        #: ``matrix[:, order]`` is the matrix in network order; ``restore`` undoes it.
+        self.order = np.asarray(order, dtype=np.int64)
+        self.restore = np.argsort(self.order)
+        self.alphas = len(alphas)
+        #: (first network column, spans, width) of each group of one-hots.
+        self.groups: list[tuple[int, int, int]] = []
+        column = self.alphas
+        for width, group in zip(widths, grouped, strict=True):
+            self.groups.append((column, len(group), width))
+            column += len(group) * width
+        #: Where each span of the matrix lands: its network column and one-hot number.
+        starts = np.cumsum([0] + [s.width for s in network_spans])[:-1]
+        self.network_start = {s.start: int(c) for s, c in zip(network_spans, starts, strict=True)}
+        onehots = network_spans[len(alphas) :]
+        self.onehot_number = {s.start: i for i, s in enumerate(onehots)}
 
-    def logits(self, raw: Tensor) -> Tensor:
-        """``(batch, spans, width)`` logits, padding at -inf."""
-        return raw[:, self.index].masked_fill(self.padding, float("-inf"))
+    def to_network(self, matrix: np.ndarray) -> np.ndarray:
+        """A matrix in the transformer's order, permuted to the networks' order."""
+        return np.ascontiguousarray(matrix[:, self.order])
 
+    def from_network(self, matrix: np.ndarray) -> np.ndarray:
+        """A network output back in the transformer's order."""
+        return matrix[:, self.restore]
 
-class SpanLayout:
-    """Vectorised operations over every span of a transformed row."""
-
-    def __init__(self, spans: Sequence[Span], dim: int) -> None:
-        alphas = [s.start for s in spans if s.activation == "alpha"]
-        softmaxes = [s for s in spans if s.activation == "softmax"]
-        self.dim = dim
-        self.alpha = torch.tensor(alphas, dtype=torch.long)
-        buckets: dict[int, list[Span]] = {}
-        for span in softmaxes:
-            # Widths 1-2, 3-4, 5-8, …: padding wastes at most half of a group.
-            buckets.setdefault(max(span.width - 1, 1).bit_length(), []).append(span)
-        self.groups = [_SoftmaxGroup(group) for _, group in sorted(buckets.items())]
-        order = torch.cat([self.alpha, *(g.columns for g in self.groups)])
-        #: Puts [alphas, group 1, group 2, …] back in matrix order.
-        self.restore = torch.argsort(order)
-        self.identity = bool(torch.equal(order, torch.arange(dim)))
-
-    def _assemble(self, parts: list[Tensor]) -> Tensor:
-        out = torch.cat(parts, dim=1)
-        return out if self.identity else out[:, self.restore]
+    def _views(self, raw: Tensor) -> Iterator[Tensor]:
+        for start, count, width in self.groups:
+            yield raw[:, start : start + count * width].reshape(-1, count, width)
 
     def activate(self, raw: Tensor, *, tau: float | None = None) -> Tensor:
         """tanh on alphas, softmax on one-hots (Gumbel-softmax at ``tau`` if given)."""
-        parts = [torch.tanh(raw[:, self.alpha])]
-        for group in self.groups:
-            logits = group.logits(raw)
+        parts = [torch.tanh(raw[:, : self.alphas])]
+        for logits in self._views(raw):
             if tau is not None:
                 gumbel = -torch.empty_like(logits).exponential_().log()
                 logits = (logits + gumbel) / tau
-            parts.append(torch.softmax(logits, dim=-1)[:, group.valid])
-        return self._assemble(parts)
+            parts.append(torch.softmax(logits, dim=-1).flatten(1))
+        return torch.cat(parts, dim=1)
 
-    def log_softmax(self, raw: Tensor) -> Tensor:
-        """Per-span log-softmax at every one-hot column (alpha columns hold raw values)."""
-        parts = [raw[:, self.alpha]]
-        parts.extend(torch.log_softmax(g.logits(raw), dim=-1)[:, g.valid] for g in self.groups)
-        return self._assemble(parts)
+    def log_normalizers(self, raw: Tensor) -> Tensor:
+        """``(batch, one-hots)``: each one-hot span's log-sum-exp of its logits.
+
+        Cross-entropy of a one-hot target ``t`` is ``logsumexp(logits) - t . logits``, so
+        the losses need these and a product, never a full log-softmax.
+        """
+        parts = [torch.logsumexp(v, dim=-1) for v in self._views(raw)]
+        return torch.cat(parts, dim=1) if parts else raw.new_zeros(raw.shape[0], 0)
 
 
 def mlp(dims: Sequence[int], *, final: int, hidden: type[nn.Module] = nn.ReLU) -> nn.Sequential:

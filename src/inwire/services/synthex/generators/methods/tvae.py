@@ -7,7 +7,7 @@ under the decoder's deviations, cross-entropy of the one-hots, and the latent co
 divergence from a standard normal. Generation decodes standard normal codes and draws each
 alpha around the decoded one with its learnt deviation.
 
-The loss over all spans is computed with padded tensors (``neural_torch.SpanLayout``), not a
+The loss over all spans is a few reshaped tensor operations (``neural_torch.SpanLayout``), not a
 Python loop over columns, and the data stays one tensor, shuffled by index each epoch.
 
 PyTorch is imported in ``fit``/``sample`` only; without it choosing this method is a 400.
@@ -45,6 +45,7 @@ class TVAEParams(NeuralParams):
 @dataclass
 class _Fitted:
     transformer: DataTransformer
+    layout: Any
     decoder: Any
     sigma: Any
 
@@ -65,44 +66,41 @@ class TVAE(NeuralSynthesizer):
 
         p = self.params
         transformer = DataTransformer.fit(data, schema, rng)
-        matrix = torch.from_numpy(transformer.transform(data, rng))
-        layout = SpanLayout(transformer.spans, transformer.dim)
-        dim = transformer.dim
+        layout = SpanLayout(transformer.spans)
+        matrix = torch.from_numpy(layout.to_network(transformer.transform(data, rng)))
+        dim, alphas = transformer.dim, layout.alphas
         encoder = mlp([dim, *p.compress_dims], final=2 * p.embedding_dim)
         decoder = mlp([p.embedding_dim, *p.decompress_dims], final=dim)
         sigma = torch.nn.Parameter(torch.full((dim,), 0.1))
         model = torch.nn.ModuleList([encoder, decoder])
         model.register_parameter("sigma", sigma)
         optimizer = adam(model, lr=p.lr, decay=p.decay, betas=(0.9, 0.999))
-        alpha = layout.alpha
-        # A one-hot's target is the data itself: cross-entropy is -sum(onehot * log_softmax).
-        onehot = torch.ones(dim, dtype=torch.bool)
-        onehot[alpha] = False
         n = data.height
-        steps = -(-n // p.batch_size)
         loss = torch.zeros(())
-        for epoch in training.run(steps):
+        for epoch in training.run(-(-n // p.batch_size)):
             order = torch.randperm(n)
             for start in range(0, n, p.batch_size):
                 real = matrix[order[start : start + p.batch_size]]
                 rows = real.shape[0]
                 mu, logvar = encoder(real).chunk(2, dim=1)
-                std = torch.exp(0.5 * logvar)
-                code = mu + std * torch.randn_like(std)
+                code = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
                 recon = decoder(code)
-                s = sigma[alpha]
-                gap = real[:, alpha] - torch.tanh(recon[:, alpha])
+                # Gaussian negative log-likelihood of the alphas under the learnt sigmas,
+                # cross-entropy of the one-hots (log-normalizer minus the target's logit).
+                s = sigma[:alphas]
+                gap = real[:, :alphas] - torch.tanh(recon[:, :alphas])
                 alpha_nll = (gap * gap / (2 * s * s)).sum() + torch.log(s).sum() * rows
-                ce = -(real[:, onehot] * layout.log_softmax(recon)[:, onehot]).sum()
+                targets = (real[:, alphas:] * recon[:, alphas:]).sum()
+                cross_entropy = layout.log_normalizers(recon).sum() - targets
                 kld = -0.5 * torch.sum(1 + logvar - mu * mu - logvar.exp())
-                loss = (p.loss_factor * (alpha_nll + ce) + kld) / rows
+                loss = (p.loss_factor * (alpha_nll + cross_entropy) + kld) / rows
                 optimizer.zero_grad(set_to_none=True)
                 torch.autograd.backward(loss)
                 optimizer.step()
                 with torch.no_grad():
                     sigma.clamp_(0.01, 1.0)
             training.done(epoch, f"loss {loss.item():.3f}")
-        return _Fitted(transformer, decoder, sigma)
+        return _Fitted(transformer, layout, decoder, sigma)
 
     def _sample(self, n: int, rng: np.random.Generator, conditions: dict[str, Any]) -> pl.DataFrame:
         """``n`` rows decoded from standard normal codes (conditions: the constraints layer)."""
@@ -114,10 +112,10 @@ class TVAE(NeuralSynthesizer):
             for start in range(0, n, _SAMPLE_CHUNK):
                 code = torch.randn(min(_SAMPLE_CHUNK, n - start), self.params.embedding_dim)
                 chunks.append(torch.tanh(fitted.decoder(code)).numpy())
-            sigmas = fitted.sigma.detach().numpy()
+            sigmas = fitted.layout.from_network(fitted.sigma.detach().numpy()[None, :])[0]
         dim = fitted.transformer.dim
         matrix = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-        return fitted.transformer.inverse(matrix, rng, sigmas=sigmas)
+        return fitted.transformer.inverse(fitted.layout.from_network(matrix), rng, sigmas=sigmas)
 
 
 #: Rows decoded at once when sampling (bounds memory for large ``n``).
