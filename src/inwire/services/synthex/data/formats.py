@@ -318,6 +318,12 @@ def _sanitised_names(names: list[str]) -> list[str]:
     return out
 
 
+#: Rows per Parquet row group the import writes (bounded by bytes too): small enough that
+#: readers stream the file in small steps, large enough to compress well.
+ROW_GROUP_ROWS = 65_536
+ROW_GROUP_BYTES = 16 * 1024 * 1024
+
+
 def _write_batches(
     batches: Iterator[Any],
     out: Path,
@@ -325,19 +331,39 @@ def _write_batches(
     check: Check,
     position: Callable[[], float],
 ) -> int:
+    """Write record batches to ``out`` in row groups of about ``ROW_GROUP_ROWS`` rows.
+
+    Each group is written with ``write_table``, which closes it: ``write_batch`` would
+    buffer up to a million rows in memory before closing a group.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     writer: pq.ParquetWriter | None = None
-    rows = 0
+    pending: list[Any] = []
+    pending_rows = pending_bytes = rows = 0
+
+    def flush() -> None:
+        nonlocal pending_rows, pending_bytes
+        if writer is not None and pending:
+            writer.write_table(pa.Table.from_batches(pending))
+        pending.clear()
+        pending_rows = pending_bytes = 0
+
     try:
         for batch in batches:
             check()
             if writer is None:
                 writer = pq.ParquetWriter(out, batch.schema, compression="zstd")
-            writer.write_batch(batch)
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            pending_bytes += batch.nbytes
             rows += batch.num_rows
+            if pending_rows >= ROW_GROUP_ROWS or pending_bytes >= ROW_GROUP_BYTES:
+                flush()
             progress(position())
-        if writer is None:
+        flush()
+        if writer is None or rows == 0:
             raise _malformed("The file holds no rows")
     finally:
         if writer is not None:
@@ -355,6 +381,21 @@ def _csv_read_options(dialect: Dialect, block_bytes: int) -> Any:
     )
 
 
+def _csv_names(path: Path, dialect: Dialect) -> list[str]:
+    """The column names (or pyarrow's ``f0``, ``f1``, … without a header) from the first row.
+
+    Read with the csv module from the head: a second pyarrow reader would read ahead
+    through the whole file in the background.
+    """
+    with path.open("rb") as f:
+        head = f.read(HEAD_BYTES)
+    text = decode_head(head, dialect.encoding).lstrip("\ufeff")
+    first = next(csv.reader(io.StringIO(text), delimiter=dialect.delimiter), [])
+    if not first:
+        raise _malformed("The file has no rows")
+    return list(first) if dialect.header else [f"f{i}" for i in range(len(first))]
+
+
 def _csv_batches(
     path: Path, dialect: Dialect, block_bytes: int, seen: Callable[[int], None]
 ) -> Iterator[Any]:
@@ -362,10 +403,7 @@ def _csv_batches(
     import pyarrow.csv as pacsv
 
     parse = pacsv.ParseOptions(delimiter=dialect.delimiter, newlines_in_values=True)
-    with path.open("rb") as raw:
-        names = pacsv.open_csv(
-            raw, read_options=_csv_read_options(dialect, 1024 * 1024), parse_options=parse
-        ).schema.names
+    names = _csv_names(path, dialect)
     # Every column is read as text: pyarrow's guesses would drop leading zeros (postal
     # codes) and fail on a late odd value; ``infer`` types the columns from all the data.
     convert = pacsv.ConvertOptions(

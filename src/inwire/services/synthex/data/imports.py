@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import resource
+import threading
 from typing import Any
 
 import polars as pl
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from inwire.kit.errors import Invalid, InwireError
 from inwire.kit.jobs.context import JobContext, JobFailed
 from inwire.services.synthex.data import formats
-from inwire.services.synthex.data.infer import Cast, cast_to, infer, validated_casts
+from inwire.services.synthex.data.infer import Cast, cast_to, infer, validated_casts, write_cast
 from inwire.services.synthex.data.sources import Fetched, fetcher
 from inwire.services.synthex.data.versions import JobData, Lineage
 from inwire.services.synthex.schema import SEMANTICS, ColumnSpec, ColumnType, Schema
@@ -125,9 +125,44 @@ def apply_changes(
     return out, casts, forced
 
 
-def _peak_rss() -> int:
-    # ru_maxrss is in KiB on Linux.
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+class MemoryWatch:
+    """Samples this process's anonymous resident memory (heap, not mapped files) in a
+    thread, so a job can report how much memory it really used.
+
+    Memory-mapped files (polars maps Parquet) count in RSS as page cache the kernel may
+    drop at will; ``RssAnon`` in /proc/self/status (proc(5)) is what the process holds.
+    Off Linux nothing is measured and both figures are 0.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.start = self.peak = _anon_rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-watch", daemon=True)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _anon_rss())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _anon_rss())
+
+
+def _anon_rss() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
 
 
 def _head_and_tail(path: Any) -> tuple[bytes, bytes, int]:
@@ -142,7 +177,15 @@ def _head_and_tail(path: Any) -> tuple[bytes, bytes, int]:
 async def run_import(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]:
     """Import a source into a new version of a dataset; the ``synthex.import`` job."""
     spec = ImportInput.model_validate(job_input)
-    rss_start = _peak_rss()
+    with MemoryWatch() as memory:
+        result = await _run_import(ctx, spec)
+    result["start_memory_bytes"] = memory.start
+    result["peak_memory_bytes"] = memory.peak
+    ctx.progress(1.0, "imported")
+    return result
+
+
+async def _run_import(ctx: JobContext, spec: ImportInput) -> dict[str, Any]:
     async with JobData.open(ctx) as data:
         fetched: Fetched | None = None
         try:
@@ -157,9 +200,6 @@ async def run_import(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, An
             await _cleanup(fetched, final=ctx.attempt >= ctx.max_attempts)
             raise
         await _cleanup(fetched, final=True)
-    result["peak_rss_bytes"] = _peak_rss()
-    result["start_rss_bytes"] = rss_start
-    ctx.progress(1.0, "imported")
     return result
 
 
@@ -239,11 +279,13 @@ async def _import(
 
     ctx.progress(0.76, "inferring the schema")
     lf = pl.scan_parquet(raw)
-    inference = await asyncio.to_thread(infer, lf, sample_rows=settings.infer_sample_rows)
+    if fetched.schema is not None:
+        base, inferred_casts = fetched.schema, {}
+    else:
+        inference = await asyncio.to_thread(infer, lf, sample_rows=settings.infer_sample_rows)
+        base, inferred_casts = inference.schema, dict(inference.casts)
     sample = lf.head(settings.infer_sample_rows).collect()
-    schema, casts, forced = apply_changes(
-        inference.schema, dict(inference.casts), spec.schema_changes, lf, sample
-    )
+    schema, casts, forced = apply_changes(base, inferred_casts, spec.schema_changes, lf, sample)
     ctx.raise_if_cancelled()
 
     ctx.progress(0.85, "checking casts")
@@ -265,8 +307,7 @@ async def _import(
     if kept:
         ctx.progress(0.88, "casting columns")
         final = data.workdir / "typed.parquet"
-        typed = lf.with_columns([cast.expr(name) for name, cast in kept.items()])
-        await asyncio.to_thread(typed.sink_parquet, final, compression="zstd")
+        await asyncio.to_thread(write_cast, raw, final, kept)
     ctx.raise_if_cancelled()
 
     ctx.progress(0.95, "publishing the version")

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 import polars as pl
@@ -607,3 +608,30 @@ def cast_to(name: str, dtype: pl.DataType, target: ColumnType, sample: pl.Series
             raise ValueError(f"column {name!r}: the values are not dates in a known format")
         return found
     raise ValueError(f"column {name!r}: {dtype} values cannot become {target.value}")
+
+
+def write_cast(source: Path, target: Path, casts: Mapping[str, Cast]) -> None:
+    """Copy a Parquet file applying ``casts``, one row group at a time.
+
+    Done batch by batch (not with a polars streaming sink) so memory stays at one row
+    group whatever the file size.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    exprs = [cast.expr(name) for name, cast in casts.items()]
+    reader = pq.ParquetFile(source)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for i in range(reader.num_row_groups):
+            frame = pl.from_arrow(reader.read_row_group(i))
+            assert isinstance(frame, pl.DataFrame)
+            table: pa.Table = frame.with_columns(exprs).to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(target, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+        if writer is None:
+            pl.scan_parquet(source).with_columns(exprs).collect().write_parquet(target)
+    finally:
+        if writer is not None:
+            writer.close()

@@ -26,6 +26,7 @@ from inwire.kit.errors import Invalid, NotFound
 from inwire.kit.jobs.registry import resolve
 from inwire.services.synthex.data.files import download, store_path
 from inwire.services.synthex.data.versions import JobData
+from inwire.services.synthex.schema import Schema
 
 #: Source kind → ``"module:function"`` of its fetcher.
 SOURCES: dict[str, str] = {
@@ -48,6 +49,9 @@ class Fetched:
     details: dict[str, Any] = field(default_factory=dict)
     #: Removes what only this import needed (an uploaded file), when the job is over.
     cleanup: Callable[[], Awaitable[None]] | None = None
+    #: A schema the data already has (a version's, with its corrections): used instead
+    #: of inferring one.
+    schema: Schema | None = None
 
 
 Fetcher = Callable[[JobData, Mapping[str, Any], Path], Awaitable[Fetched]]
@@ -101,6 +105,7 @@ async def fetch_version(data: JobData, source: Mapping[str, Any], workdir: Path)
         format="parquet",
         lineage_kind="edit",
         details={"version_id": version.id, "number": version.number},
+        schema=version.schema,
     )
 
 

@@ -266,7 +266,7 @@ async def upload_version(
     settings: SettingsDep,
     who: Creator,
 ) -> dict[str, Any]:
-    """Upload a file as the dataset's next version (its parent is the latest version)."""
+    """Upload a file as the dataset's next version."""
     received, wanted = await _receive(request, params, store, settings, who)
     dataset, job = await service.add_version_from_upload(
         session, jobs, store, who, dataset_id, received, wanted

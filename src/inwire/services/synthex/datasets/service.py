@@ -154,9 +154,9 @@ async def add_version_from_upload(
         await store.delete(received.key)
         raise
     await _check_file(store, received)
-    job = await _submit_import(
-        session, jobs, who, dataset, received, request, options, dataset.latest_version_id
-    )
+    # A new upload does not derive from the previous version: no parent (deleting an old
+    # version stays free).
+    job = await _submit_import(session, jobs, who, dataset, received, request, options, None)
     return dataset, job
 
 
