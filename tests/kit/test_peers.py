@@ -103,6 +103,10 @@ def _peer_app() -> FastAPI:
             return JSONResponse(body, status_code=status)
         return JSONResponse({"data": {"attempts": attempts[key]}})
 
+    @app.get("/api/v1/blob")
+    async def blob() -> Response:
+        return Response(bytes(range(256)) * 4096, media_type="application/octet-stream")
+
     @app.get("/api/v1/slow/{key}")
     async def slow(key: str) -> dict[str, Any]:
         attempts[key] += 1
@@ -196,6 +200,17 @@ def key() -> str:
 
 async def test_get_returns_the_envelope_data(make_client: MakeClient) -> None:
     assert await make_client().get("/api/v1/items/it_1") == {"id": "it_1"}
+
+
+async def test_stream_yields_a_raw_body_in_chunks(make_client: MakeClient) -> None:
+    client = make_client()
+    async with client.stream("/api/v1/blob", chunk_size=65536) as body:
+        chunks = [chunk async for chunk in body]
+    assert b"".join(chunks) == bytes(range(256)) * 4096
+    assert len(chunks) > 1
+    with pytest.raises(NotFound):
+        async with client.stream("/api/v1/items/missing"):
+            pass
 
 
 async def test_get_page_returns_data_and_meta(make_client: MakeClient) -> None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, cast
@@ -87,6 +88,12 @@ class _Transport(Protocol):
         params: list[tuple[str, str]],
     ) -> _Reply: ...
 
+    def stream(
+        self, url: str, headers: Mapping[str, str], params: list[tuple[str, str]], chunk: int
+    ) -> AbstractAsyncContextManager[tuple[_Reply, AsyncIterator[bytes]]]:
+        """GET ``url``; the reply (body read only for errors) and its body's chunks."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -135,6 +142,24 @@ class _AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise Unavailable(f"Peer at {url} is unreachable: {type(exc).__name__}: {exc}") from exc
 
+    @asynccontextmanager
+    async def stream(
+        self, url: str, headers: Mapping[str, str], params: list[tuple[str, str]], chunk: int
+    ) -> AsyncIterator[tuple[_Reply, AsyncIterator[bytes]]]:
+        import aiohttp
+
+        # A download may take longer than ``timeout``; only a stalled read times out.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
+        try:
+            async with self._client().get(
+                url, headers=dict(headers), params=params or None, timeout=timeout
+            ) as resp:
+                lowered = {k.lower(): v for k, v in resp.headers.items()}
+                body = await resp.read() if resp.status >= 300 else b""
+                yield _Reply(resp.status, lowered, body), resp.content.iter_chunked(chunk)
+        except aiohttp.ClientError as exc:
+            raise Unavailable(f"Peer at {url} is unreachable: {type(exc).__name__}: {exc}") from exc
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -174,6 +199,22 @@ class _AsgiTransport:
         return _Reply(
             resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content
         )
+
+    @asynccontextmanager
+    async def stream(
+        self, url: str, headers: Mapping[str, str], params: list[tuple[str, str]], chunk: int
+    ) -> AsyncIterator[tuple[_Reply, AsyncIterator[bytes]]]:
+        import httpx
+
+        try:
+            async with self._client.stream(
+                "GET", url, headers=headers, params=tuple(params) or None
+            ) as resp:
+                lowered = {k.lower(): v for k, v in resp.headers.items()}
+                body = await resp.aread() if resp.status_code >= 300 else b""
+                yield _Reply(resp.status_code, lowered, body), resp.aiter_bytes(chunk)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"Peer app is unreachable: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -365,6 +406,35 @@ class ServiceClient:
                 "retrying %s %s after %s (retry %d of %d)", method, url, reason, attempt, retries
             )
             await asyncio.sleep(delay)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: QueryParams | None = None,
+        headers: Mapping[str, str] | None = None,
+        chunk_size: int = 1024 * 1024,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """GET ``path`` and stream its body, for downloads that are not envelopes::
+
+            async with client.stream("/api/v1/datasets/ds_1/versions/1/download") as body:
+                async for chunk in body:
+                    ...
+
+        An error status raises the peer's error before any chunk; ``timeout`` applies to
+        each read, not to the whole download. Not retried.
+        """
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        sent = await self._headers(headers, has_body=False)
+        sent["Accept"] = "*/*"
+        async with self._transport.stream(url, sent, _encode_params(params), chunk_size) as (
+            reply,
+            chunks,
+        ):
+            if not 200 <= reply.status < 300:
+                self._unwrap(reply)
+            yield chunks
 
     async def close(self) -> None:
         """Close pooled connections; the client must not be used afterwards."""
