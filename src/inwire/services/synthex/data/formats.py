@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,22 +146,30 @@ def detect_encoding(head: bytes) -> str:
         pass
     else:
         return "utf-8"
+    # Windows-1252 is what most non-UTF-8 tables are in (Excel's CSV export in Western
+    # locales); short samples leave charset-normalizer torn between code pages, so it is
+    # taken whenever it reads the head as Western European text.
+    try:
+        western = head.decode("cp1252")
+    except UnicodeDecodeError:
+        western = ""
+    if western and all(
+        ch.isascii() or "\u00c0" <= ch <= "\u00ff" or ch in _CP1252_COMMON for ch in western
+    ):
+        return "cp1252"
     from charset_normalizer import from_bytes
 
-    matches = list(from_bytes(head[:65536]))
-    if not matches:
-        return "cp1252"
-    best = matches[0]
-    # Short samples leave several single-byte code pages equally likely; Windows-1252 (the
-    # most common, a superset of Latin-1's printable range) wins among the equals.
-    for match in matches:
-        if (
-            codecs.lookup(match.encoding).name in ("cp1252", "iso8859-1", "iso8859-15")
-            and match.chaos <= best.chaos + 0.02
-            and match.coherence >= best.coherence - 0.02
-        ):
-            return "cp1252"
-    return codecs.lookup(best.encoding).name
+    best = from_bytes(head[:65536]).best()
+    return codecs.lookup(best.encoding).name if best is not None else "cp1252"
+
+
+#: Windows-1252's symbols (bytes 0x80-0xBF that are not letters: quotes, dashes, euro,
+#: degree, currency signs, ...); its letters there (Š, Ÿ, ...) mark other code pages' text.
+_CP1252_COMMON = frozenset(
+    ch
+    for ch in bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")
+    if not unicodedata.category(ch).startswith("L")
+)
 
 
 def decode_head(head: bytes, encoding: str) -> str:
@@ -181,9 +190,9 @@ class Dialect:
         return {"delimiter": self.delimiter, "header": self.header, "encoding": self.encoding}
 
 
-def _lines(text: str, limit: int = 200) -> list[str]:
+def _lines(text: str, *, whole: bool, limit: int = 200) -> list[str]:
     lines = text.splitlines()
-    if len(lines) > 1:
+    if len(lines) > 1 and not whole:
         lines = lines[:-1]  # the last line of a head may be cut
     return [line for line in lines[:limit] if line.strip()]
 
@@ -259,7 +268,7 @@ def detect_dialect(
     """Encoding, delimiter and header of a CSV/TSV file from its head; given values win."""
     enc = encoding or detect_encoding(head)
     text = decode_head(head, enc)
-    lines = _lines(text)
+    lines = _lines(text, whole=len(head) < HEAD_BYTES)
     if delimiter is None:
         delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(lines)
     if header is None:

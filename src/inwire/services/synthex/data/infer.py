@@ -418,6 +418,8 @@ def _categorical_limit(non_null: int) -> int:
 
 
 def _type_of_text(name: str, sample: pl.Series, non_null: int, distinct: int) -> ColumnType:
+    if non_null == 0:
+        return ColumnType.text
     if distinct <= _categorical_limit(non_null) and (distinct < non_null or non_null <= 20):
         return ColumnType.categorical
     unique = non_null >= 10 and distinct >= UNIQUE_SHARE * non_null
