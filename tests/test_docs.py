@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 
 from inwire.services.core.settings import CoreSettings
+from inwire.services.synthex.settings import SynthexSettings
 
 DOCS = Path(__file__).parents[1] / "docs"
 
 
-@pytest.mark.parametrize(("settings", "guide"), [(CoreSettings, "core.md")])
+@pytest.mark.parametrize(
+    ("settings", "guide"), [(CoreSettings, "core.md"), (SynthexSettings, "synthex.md")]
+)
 def test_every_setting_appears_in_the_user_guide(settings: type, guide: str) -> None:
     text = (DOCS / guide).read_text()
     missing = [name for name in settings.model_fields if f"`{name}`" not in text]
