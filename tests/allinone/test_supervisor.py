@@ -183,3 +183,22 @@ async def test_run_prints_the_table_and_stops_on_sigterm(tmp_path: Path) -> None
     assert svc.url in text
     assert "ready" in text
     assert "Stopped." in text
+
+
+def test_services_are_told_where_core_serves_its_keys(tmp_path: Path) -> None:
+    core = ServiceSpec(
+        name="core",
+        package="fake_service",
+        port=28000,
+        prefix="/core",
+        app_factory="fake_service:create_app",
+        settings_class="fake_service:FakeSettings",
+    )
+    moved = Supervisor([core, fake_spec()], home=tmp_path, env={"INWIRE_CORE_PORT": "28111"})
+    assert moved._env["INWIRE_JWKS_URL"] == "http://127.0.0.1:28111/.well-known/jwks.json"
+    given = "http://keys.example/jwks.json"
+    kept = Supervisor([core], home=tmp_path, env={"INWIRE_JWKS_URL": given})
+    assert kept._env["INWIRE_JWKS_URL"] == given
+    assert "INWIRE_JWKS_URL" not in Supervisor([fake_spec()], home=tmp_path, env={})._env or (
+        os.environ.get("INWIRE_JWKS_URL")
+    )

@@ -210,6 +210,11 @@ class Supervisor:
             )
             for spec in with_gateway(services)
         }
+        core = self.services.get("core")
+        if core is not None and "INWIRE_JWKS_URL" not in self._env:
+            # Every other service verifies tokens with Core's keys: tell them where Core
+            # listens when its port is not the default one their settings assume.
+            self._env["INWIRE_JWKS_URL"] = f"{core.url}/.well-known/jwks.json"
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
