@@ -161,9 +161,15 @@ def _num(value: Any) -> float | int | None:
     return value if math.isfinite(value) else None
 
 
+#: Longest text kept of one value (a top value): keeps a stored profile small.
+VALUE_CHARS = 200
+
+
 def _json_value(value: Any) -> Any:
     """A value of the data (a top value) as JSON: numbers, strings, booleans, ISO dates."""
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return value if len(value) <= VALUE_CHARS else value[: VALUE_CHARS - 1] + "…"
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return _num(value)

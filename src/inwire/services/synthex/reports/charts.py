@@ -58,7 +58,7 @@ def _svg(width: float, height: float, body: str, title: str, label: str) -> Html
 
 
 def histogram(
-    edges: Sequence[float],
+    edges: Sequence[float | str],
     counts: Sequence[float],
     *,
     title: str = "",
@@ -67,6 +67,8 @@ def histogram(
     color: str = PALETTE[0],
 ) -> Html:
     """Bars over the bins ``[edges[i], edges[i+1])`` with heights ``counts`` (len(edges) - 1).
+
+    Edges are numbers or already formatted labels (ISO dates of a datetime histogram).
 
     The x axis is labelled at both ends; each bar's tooltip gives its range and count.
     """
