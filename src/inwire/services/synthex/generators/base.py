@@ -64,6 +64,10 @@ class Synthesizer(Protocol):
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
 
+    def __init__(self, params: Any = None) -> None:
+        """A synthesizer with ``params`` (a ``Params``, a dict to validate, or None)."""
+        ...
+
     def fit(
         self,
         data: pl.DataFrame,

@@ -48,6 +48,4 @@ def params_model(name: str) -> type[BaseModel]:
 
 def create(name: str, params: BaseModel | dict[str, object] | None = None) -> Synthesizer:
     """A new, unfitted synthesizer of method ``name`` with ``params`` (validated)."""
-    cls: type[object] = method_class(name)
-    synthesizer: Synthesizer = cls(params)  # type: ignore[call-arg]
-    return synthesizer
+    return method_class(name)(params)
