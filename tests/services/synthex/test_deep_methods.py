@@ -20,12 +20,13 @@ import polars as pl
 import pytest
 
 from inwire.kit.errors import Invalid
+from inwire.services.synthex.generators import methods
+from inwire.services.synthex.generators.base import FitCancelled
 from inwire.services.synthex.generators.methods import neural
 from inwire.services.synthex.generators.methods.ctgan import CTGAN, CTGANParams
 from inwire.services.synthex.generators.methods.neural import (
     ConditionSampler,
     DataTransformer,
-    FitCancelled,
     torch_available,
 )
 from inwire.services.synthex.generators.methods.tvae import TVAE
@@ -182,17 +183,26 @@ def test_ctgan_params_reject_a_batch_that_does_not_hold_whole_packs() -> None:
         CTGANParams(batch_size=105, pac=10)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", ["ctgan", "tvae"])
 def test_without_torch_choosing_the_method_is_a_400_saying_how_to_install_it(
-    method: type[CTGAN] | type[TVAE], monkeypatch: pytest.MonkeyPatch
+    name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(neural, "torch_available", lambda: False)
-    frame, schema = table(50)
-    with pytest.raises(Invalid) as caught:
-        method().fit(frame, schema, seed=0)
-    assert caught.value.status == 400
-    assert "inwire[torch]" in caught.value.message
-    assert caught.value.details[0]["reason"] == "torch_not_installed"
+    for choose in (
+        lambda: methods.params_model(name).model_validate({"epochs": 5}),
+        lambda: methods.create(name, {"epochs": 5}),
+    ):
+        with pytest.raises(Invalid) as caught:
+            choose()
+        assert caught.value.status == 400
+        assert f"The {name} method needs PyTorch" in caught.value.message
+        assert "inwire[torch]" in caught.value.message
+        assert caught.value.details[0]["reason"] == "torch_not_installed"
+
+
+def test_the_registry_finds_both_neural_methods_without_importing_torch() -> None:
+    assert methods.method_class("ctgan") is CTGAN
+    assert methods.method_class("tvae") is TVAE
 
 
 # -- PyTorch --------------------------------------------------------------------------------

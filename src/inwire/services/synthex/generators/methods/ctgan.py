@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 class CTGANParams(NeuralParams):
     """CTGAN's parameters; the defaults are the paper's."""
 
+    method: ClassVar[str] = "ctgan"
+
     generator_dims: LayerWidths = Field(default=[256, 256], description="Residual layer widths.")
     discriminator_dims: LayerWidths = Field(default=[256, 256], description="Critic layers.")
     generator_lr: float = Field(2e-4, gt=0, le=1)

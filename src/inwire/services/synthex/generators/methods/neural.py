@@ -23,29 +23,27 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inwire.kit.errors import Invalid
-from inwire.services.synthex.schema import ColumnType, Schema
-
-#: How a method reports progress: a fraction from 0 to 1 and a message.
-Progress = Callable[[float, str], None]
+from inwire.services.synthex.generators.base import (
+    Cancelled,
+    Progress,
+    TableEncoding,
+    check_cancel,
+)
+from inwire.services.synthex.schema import Schema
 
 TORCH_EXTRA_MISSING = (
     "The {method} method needs PyTorch, which is not installed on this server. "
     "Install the torch extra (pip install 'inwire[torch]', or `make torch` in a checkout) "
     "and restart Synthex."
-)
-
-CONTINUOUS_TYPES = frozenset({ColumnType.integer, ColumnType.float, ColumnType.datetime})
-DISCRETE_TYPES = frozenset(
-    {ColumnType.categorical, ColumnType.boolean, ColumnType.text, ColumnType.identifier}
 )
 
 #: CTGAN's mixture: at most 10 modes, a Dirichlet-process prior that switches unused modes
@@ -55,12 +53,8 @@ MODE_WEIGHT_THRESHOLD = 0.005
 #: The mixture of a column is fitted on at most this many of its values (a uniform sample);
 #: the transform then applies it to every row. Fitting on all rows costs seconds per column
 #: on a table of some ten thousand rows and finds the same modes.
-MIXTURE_SAMPLE = 10_000
+MIXTURE_SAMPLE = 5_000
 ALPHA_CLIP = 0.99
-
-
-class FitCancelled(Exception):
-    """Training stopped between epochs because the job was cancelled."""
 
 
 def torch_available() -> bool:
@@ -84,13 +78,25 @@ LayerWidths = Annotated[
 
 
 class NeuralParams(BaseModel):
-    """What every neural method is tuned by."""
+    """What every neural method is tuned by.
+
+    Validating them checks that PyTorch is installed: choosing a neural method on a server
+    without it is a 400 saying how to install it, not a job that fails later.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    #: The method these parameters belong to (named in the error when torch is missing).
+    method: ClassVar[str] = "neural"
 
     epochs: int = Field(300, ge=1, le=10_000, description="Passes over the data.")
     batch_size: int = Field(500, ge=2, le=50_000, description="Rows per training step.")
     embedding_dim: int = Field(128, ge=1, le=4096, description="Size of the noise or code.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _torch_is_installed(cls, data: Any) -> Any:
+        require_torch(cls.method)
+        return data
 
 
 @dataclass
@@ -100,15 +106,14 @@ class Training:
     method: str
     epochs: int
     progress: Progress | None
-    cancelled: Callable[[], bool] | None
+    cancelled: Cancelled | None
 
     def run(self, steps: int) -> Iterator[int]:
         """The epoch numbers; raises ``FitCancelled`` before an epoch once cancelled."""
         if self.progress is not None:
             self.progress(0.0, f"training {self.method}: {self.epochs} epochs of {steps} steps")
         for epoch in range(self.epochs):
-            if self.cancelled is not None and self.cancelled():
-                raise FitCancelled(f"{self.method} training was cancelled")
+            check_cancel(self.cancelled)
             yield epoch
 
     def done(self, epoch: int, losses: str) -> None:
@@ -140,7 +145,7 @@ class NeuralSynthesizer:
         *,
         seed: int | None,
         progress: Progress | None = None,
-        cancelled: Callable[[], bool] | None = None,
+        cancelled: Cancelled | None = None,
     ) -> None:
         """Learn ``data``; reports progress and checks for cancel once per epoch."""
         require_torch(self.name)
@@ -185,26 +190,22 @@ class Span:
 
 
 @dataclass
-class ContinuousColumn:
-    """A numeric or datetime column under mode-specific normalization."""
+class ModeColumn:
+    """A continuous column under mode-specific normalization."""
 
     name: str
-    dtype: pl.DataType
-    whole: bool
     means: np.ndarray
     stds: np.ndarray
     weights: np.ndarray
-    low: float
-    high: float
-    has_missing: bool
     alpha: Span
     modes: Span
+    #: The two-way "is missing" one-hot, for a column with missing values.
     missing: Span | None
 
 
 @dataclass
-class DiscreteColumn:
-    """A column of categories, one-hot encoded; a missing value is a category of its own."""
+class OneHotColumn:
+    """A discrete column, one-hot encoded; a missing value is a category of its own."""
 
     name: str
     categories: pl.Series
@@ -216,28 +217,54 @@ class DiscreteColumn:
 
 @dataclass
 class DataTransformer:
-    """Turns a table into the matrix the networks learn, and their output back into a table."""
+    """Turns a table into the matrix the networks learn, and their output back into a table.
 
-    continuous: list[ContinuousColumn] = field(default_factory=list)
-    discrete: list[DiscreteColumn] = field(default_factory=list)
+    Types, categories, ranges and dtypes come from the generators' shared `TableEncoding`
+    (its decoding rounds integers, clips to the range seen and restores dtypes); this adds
+    the modes and one-hots on top of its float and code matrices.
+    """
+
+    encoding: TableEncoding
+    continuous: list[ModeColumn] = field(default_factory=list)
+    discrete: list[OneHotColumn] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
-    order: list[str] = field(default_factory=list)
     dim: int = 0
 
     @classmethod
     def fit(cls, frame: pl.DataFrame, schema: Schema, rng: np.random.Generator) -> DataTransformer:
-        """Learn every column's encoding from ``frame`` (the columns ``schema`` names)."""
-        self = cls()
-        for spec in schema:
-            if spec.name not in frame.columns:
-                continue
-            series = frame.get_column(spec.name)
-            self.order.append(spec.name)
-            numeric = series.dtype.is_numeric() or series.dtype.is_temporal()
-            if spec.type in CONTINUOUS_TYPES and numeric:
-                self.continuous.append(self._fit_continuous(series, spec.type, rng))
-            else:
-                self.discrete.append(self._fit_discrete(series))
+        """Learn every column's encoding from ``frame``."""
+        self = cls(TableEncoding.fit(frame, schema))
+        numbers, codes = self.encoding.encode(frame)
+        for j, column in enumerate(self.encoding.continuous):
+            values = numbers[:, j]
+            present = values[np.isfinite(values)]
+            means, stds, weights = _fit_modes(present, rng)
+            self.continuous.append(
+                ModeColumn(
+                    name=column.name,
+                    means=means,
+                    stds=stds,
+                    weights=weights,
+                    alpha=self._span(1, "alpha"),
+                    modes=self._span(means.size, "softmax"),
+                    missing=self._span(2, "softmax") if present.size < values.size else None,
+                )
+            )
+        for j, category in enumerate(self.encoding.discrete):
+            code = codes[:, j]
+            counts = np.bincount(code[code >= 0], minlength=category.categories.len())
+            missing = int((code < 0).sum())
+            if missing:
+                counts = np.append(counts, missing)
+            self.discrete.append(
+                OneHotColumn(
+                    name=category.name,
+                    categories=category.categories,
+                    counts=counts,
+                    has_missing=missing > 0,
+                    span=self._span(max(counts.size, 1), "softmax"),
+                )
+            )
         return self
 
     def _span(self, width: int, activation: Literal["alpha", "softmax"]) -> Span:
@@ -246,47 +273,12 @@ class DataTransformer:
         self.dim += width
         return span
 
-    def _fit_continuous(
-        self, series: pl.Series, kind: ColumnType, rng: np.random.Generator
-    ) -> ContinuousColumn:
-        values = _as_float(series)
-        present = values[~np.isnan(values)]
-        means, stds, weights = _fit_modes(present, rng)
-        low = float(present.min()) if present.size else 0.0
-        high = float(present.max()) if present.size else 0.0
-        has_missing = present.size < values.size
-        whole = kind is not ColumnType.float or not series.dtype.is_float()
-        return ContinuousColumn(
-            name=series.name,
-            dtype=series.dtype,
-            whole=whole,
-            means=means,
-            stds=stds,
-            weights=weights,
-            low=low,
-            high=high,
-            has_missing=has_missing,
-            alpha=self._span(1, "alpha"),
-            modes=self._span(means.size, "softmax"),
-            missing=self._span(2, "softmax") if has_missing else None,
-        )
-
-    def _fit_discrete(self, series: pl.Series) -> DiscreteColumn:
-        present = series.drop_nulls()
-        counted = present.value_counts(sort=False, name="_count").sort(series.name)
-        categories = counted.get_column(series.name)
-        counts = counted.get_column("_count").to_numpy().astype(np.int64)
-        missing = series.null_count()
-        if missing:
-            counts = np.append(counts, missing)
-        width = max(counts.size, 1)
-        return DiscreteColumn(
-            name=series.name,
-            categories=categories,
-            counts=counts,
-            has_missing=missing > 0,
-            span=self._span(width, "softmax"),
-        )
+    def one_hot_codes(self, frame: pl.DataFrame) -> np.ndarray:
+        """``(rows, discrete columns)``: each value's one-hot position (missing: the last)."""
+        _, codes = self.encoding.encode(frame)
+        for j, column in enumerate(self.discrete):
+            codes[codes[:, j] < 0, j] = column.span.width - 1
+        return codes
 
     # -- table → matrix --------------------------------------------------------------------
 
@@ -294,28 +286,21 @@ class DataTransformer:
         """The float32 matrix of ``frame``: one row per row, ``dim`` columns."""
         out = np.zeros((frame.height, self.dim), dtype=np.float32)
         rows = np.arange(frame.height)
-        for col in self.continuous:
-            values = _as_float(frame.get_column(col.name))
-            missing = np.isnan(values)
+        numbers, _ = self.encoding.encode(frame)
+        for j, col in enumerate(self.continuous):
+            missing = ~np.isfinite(numbers[:, j])
             # A missing value gets a mode and alpha of a typical value; the "is missing"
             # one-hot says it is missing and the inverse puts the null back.
-            values = np.where(missing, col.means[np.argmax(col.weights)], values)
+            values = np.where(missing, col.means[np.argmax(col.weights)], numbers[:, j])
             alpha, mode = _normalize(values, col, rng)
             out[:, col.alpha.start] = alpha
             out[rows, col.modes.start + mode] = 1.0
             if col.missing is not None:
                 out[rows, col.missing.start + missing.astype(np.int64)] = 1.0
-        for dis in self.discrete:
-            codes = self.codes(dis, frame.get_column(dis.name))
-            out[rows, dis.span.start + codes] = 1.0
+        codes = self.one_hot_codes(frame)
+        for j, dis in enumerate(self.discrete):
+            out[rows, dis.span.start + codes[:, j]] = 1.0
         return out
-
-    @staticmethod
-    def codes(col: DiscreteColumn, series: pl.Series) -> np.ndarray:
-        """Each value's category index (missing values: the last index)."""
-        index = pl.Series(np.arange(col.categories.len(), dtype=np.int64))
-        mapped = series.replace_strict(col.categories, index, default=None, return_dtype=pl.Int64)
-        return mapped.fill_null(col.counts.size - 1).to_numpy()
 
     # -- matrix → table --------------------------------------------------------------------
 
@@ -331,49 +316,25 @@ class DataTransformer:
         ``sigmas`` (TVAE) are the decoder's learnt standard deviations per matrix column;
         the alphas are drawn around the output with them, as TVAE's decoder models them.
         """
-        columns: dict[str, pl.Series] = {}
-        for col in self.continuous:
+        n = matrix.shape[0]
+        numbers = np.empty((n, len(self.continuous)), dtype=np.float64)
+        for j, col in enumerate(self.continuous):
             alpha = matrix[:, col.alpha.start].astype(np.float64)
             if sigmas is not None:
                 alpha = rng.normal(alpha, sigmas[col.alpha.start])
             alpha = np.clip(alpha, -1.0, 1.0)
             mode = np.argmax(matrix[:, col.modes.start : col.modes.start + col.modes.width], axis=1)
-            values = alpha * 4.0 * col.stds[mode] + col.means[mode]
-            values = np.clip(values, col.low, col.high)
-            if col.whole:
-                values = np.rint(values)
-            series = _from_float(col, values)
+            numbers[:, j] = alpha * 4.0 * col.stds[mode] + col.means[mode]
             if col.missing is not None:
                 is_missing = matrix[:, col.missing.start + 1] > matrix[:, col.missing.start]
-                series = pl.select(
-                    pl.when(pl.lit(pl.Series(is_missing))).then(None).otherwise(pl.lit(series))
-                ).to_series()
-            columns[col.name] = series.alias(col.name)
-        for dis in self.discrete:
-            codes = np.argmax(matrix[:, dis.span.start : dis.span.start + dis.span.width], axis=1)
-            index = pl.Series(codes, dtype=pl.Int64)
+                numbers[is_missing, j] = np.nan
+        codes = np.empty((n, len(self.discrete)), dtype=np.int64)
+        for j, dis in enumerate(self.discrete):
+            block = matrix[:, dis.span.start : dis.span.start + dis.span.width]
+            codes[:, j] = np.argmax(block, axis=1)
             if dis.has_missing:
-                index = pl.select(
-                    pl.when(index < dis.categories.len()).then(index).otherwise(None)
-                ).to_series()
-            columns[dis.name] = dis.categories.gather(index).alias(dis.name)
-        return pl.DataFrame([columns[name] for name in self.order])
-
-
-def _as_float(series: pl.Series) -> np.ndarray:
-    """A numeric or temporal column as float64 with NaN for missing values."""
-    if series.dtype.is_temporal():
-        series = series.to_physical()
-    return series.cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64, copy=False)
-
-
-def _from_float(col: ContinuousColumn, values: np.ndarray) -> pl.Series:
-    """Floats back in the column's own dtype (physical units for datetimes)."""
-    if col.dtype.is_temporal():
-        return pl.Series(col.name, values.astype(np.int64)).cast(col.dtype)
-    if col.dtype.is_integer():
-        return pl.Series(col.name, values.astype(np.int64)).cast(col.dtype)
-    return pl.Series(col.name, values).cast(col.dtype)
+                codes[codes[:, j] == dis.categories.len(), j] = -1
+        return self.encoding.decode(numbers, codes)
 
 
 def _fit_modes(
@@ -417,7 +378,7 @@ _CHUNK = 262_144
 
 
 def _normalize(
-    values: np.ndarray, col: ContinuousColumn, rng: np.random.Generator
+    values: np.ndarray, col: ModeColumn, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each value's mode (drawn from its posterior over the modes) and its alpha in it."""
     alpha = np.empty(values.size, dtype=np.float32)
@@ -470,14 +431,14 @@ class ConditionSampler:
         train_cdf = np.ones((len(discrete), longest))
         data_cdf = np.ones((len(discrete), longest))
         rows, starts, counts = [], [], []
+        codes = transformer.one_hot_codes(frame)
         for j, col in enumerate(discrete):
             counts_j = np.zeros(col.span.width, dtype=np.int64)
             counts_j[: col.counts.size] = col.counts
             log_freq = np.log1p(counts_j)
             train_cdf[j, : col.span.width] = np.cumsum(log_freq) / log_freq.sum()
             data_cdf[j, : col.span.width] = np.cumsum(counts_j) / max(counts_j.sum(), 1)
-            codes = DataTransformer.codes(col, frame.get_column(col.name))
-            rows.append(np.argsort(codes, kind="stable"))
+            rows.append(np.argsort(codes[:, j], kind="stable"))
             starts.append(j * frame.height + np.concatenate([[0], np.cumsum(counts_j)[:-1]]))
             counts.append(counts_j)
         return cls(

@@ -35,6 +35,8 @@ from inwire.services.synthex.schema import Schema
 class TVAEParams(NeuralParams):
     """TVAE's parameters; the defaults are the paper's."""
 
+    method: ClassVar[str] = "tvae"
+
     compress_dims: LayerWidths = Field(default=[128, 128], description="Encoder layer widths.")
     decompress_dims: LayerWidths = Field(default=[128, 128], description="Decoder layer widths.")
     lr: float = Field(1e-3, gt=0, le=1)
