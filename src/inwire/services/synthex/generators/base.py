@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel
 
+from inwire.kit.errors import Invalid
 from inwire.services.synthex.schema import ColumnSpec, ColumnType, Schema
 
 #: How a method reports progress: a fraction from 0 to 1 and a message.
@@ -85,6 +86,15 @@ class Synthesizer(Protocol):
     ) -> pl.DataFrame:
         """``n`` synthetic rows."""
         ...
+
+
+def impossible_condition(column: str, value: Any, why: str) -> Invalid:
+    """The 400 for a condition no synthetic row can meet, naming the column."""
+    return Invalid(
+        f"No row can have {column} = {value!r}: {why}.",
+        code="CONDITION_IMPOSSIBLE",
+        details=[{"field": f"conditions.{column}", "reason": why}],
+    )
 
 
 def check_cancel(cancelled: Cancelled | None) -> None:
