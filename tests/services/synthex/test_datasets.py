@@ -872,3 +872,30 @@ async def test_large_csv_imports_in_bounded_memory(
     grown = job["result"]["peak_memory_bytes"] - job["result"]["start_memory_bytes"]
     # The worker never holds the table: its heap grows by well under the decoded size.
     assert grown < decoded / 2, (grown, decoded, path.stat().st_size)
+
+
+async def test_dataset_changes_are_published_as_events(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, wait_job: WaitJob
+) -> None:
+    from inwire.kit.events import open_event_bus
+
+    dataset, version = await imported(client, auth, wait_job)
+    await client.delete(f"/api/v1/datasets/{dataset['id']}", headers=auth("member"))
+    bus = open_event_bus(app.state.settings.events_url)
+    seen: list[tuple[str, str | None]] = []
+    try:
+        async with bus.subscribe("test-datasets", "inwire.synthex.") as sub:
+            for _ in range(50):
+                for delivery in await sub.fetch(wait=0.2):
+                    seen.append((delivery.event.type, delivery.event.subject))
+                    assert delivery.event.inwireorg == identity("admin").org_id
+                    await delivery.ack()
+                if len(seen) >= 3:
+                    break
+    finally:
+        await bus.close()
+    assert seen == [
+        ("inwire.synthex.dataset.created", dataset["id"]),
+        ("inwire.synthex.dataset.version.created", version["id"]),
+        ("inwire.synthex.dataset.deleted", dataset["id"]),
+    ]

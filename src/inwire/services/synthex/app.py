@@ -13,8 +13,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from inwire.kit.app import create_service_app
+from inwire.kit.events import OutboxRelay, open_event_bus
 from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
-from inwire.services.synthex.db import JOB_TABLES
+from inwire.services.synthex.db import JOB_TABLES, OUTBOX
 from inwire.services.synthex.models import CONCEPTS
 from inwire.services.synthex.settings import SynthexSettings
 
@@ -63,8 +64,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_jobs(app, policy=job_policy):
-            yield
+        bus = open_event_bus(settings.events_url)
+        relay = OutboxRelay(app.state.db, bus, OUTBOX)
+        relay.start()
+        try:
+            async with run_jobs(app, policy=job_policy):
+                yield
+        finally:
+            await relay.stop()
+            await bus.close()
 
     app = create_service_app(
         settings,

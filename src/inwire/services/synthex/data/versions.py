@@ -24,6 +24,7 @@ from inwire.kit.db.engine import Database
 from inwire.kit.errors import Invalid, NotFound
 from inwire.kit.storage import ObjectStore, open_object_store
 from inwire.services.synthex.data import layout
+from inwire.services.synthex.data.events import emit
 from inwire.services.synthex.data.files import local_parts, new_workdir, remove_tree, stream_file
 from inwire.services.synthex.datasets.models import Dataset, DatasetVersion
 from inwire.services.synthex.datasets.repository import DatasetRepository, VersionRepository
@@ -275,6 +276,13 @@ async def _insert_version(
         )
         session.add(dataset)
         await session.flush()
+        await emit(
+            session,
+            "dataset.created",
+            org_id,
+            dataset.id,
+            {"dataset_id": dataset.id, "name": dataset.name, "job_id": values["job_id"]},
+        )
     else:
         dataset = await datasets.lock(dataset.id)
     number = await versions.next_number(dataset.id)
@@ -285,6 +293,22 @@ async def _insert_version(
     dataset.version_count = (dataset.version_count or 0) + 1
     dataset.rows, dataset.columns, dataset.bytes = row.rows, row.columns, row.bytes
     await session.flush()
+    await emit(
+        session,
+        "dataset.version.created",
+        org_id,
+        row.id,
+        {
+            "dataset_id": dataset.id,
+            "version_id": row.id,
+            "number": row.number,
+            "rows": row.rows,
+            "columns": row.columns,
+            "source_kind": row.source_kind,
+            "parent_version_id": row.parent_version_id,
+            "job_id": row.job_id,
+        },
+    )
     return VersionRef.from_row(row)
 
 

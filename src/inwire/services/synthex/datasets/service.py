@@ -22,6 +22,7 @@ from inwire.kit.errors import Conflict, Invalid, NotFound
 from inwire.kit.jobs import Job, JobService
 from inwire.kit.storage import ObjectStore
 from inwire.services.synthex.data import formats, layout
+from inwire.services.synthex.data.events import emit
 from inwire.services.synthex.data.files import local_parts
 from inwire.services.synthex.data.imports import ColumnChange, ImportInput, ImportOptions
 from inwire.services.synthex.data.infer import storage_fits
@@ -134,6 +135,13 @@ async def create_from_upload(
     )
     await DatasetRepository(session, who.org).add(dataset)
     job = await _submit_import(session, jobs, who, dataset, received, request, options, None)
+    await emit(
+        session,
+        "dataset.created",
+        who.org,
+        dataset.id,
+        {"dataset_id": dataset.id, "name": dataset.name, "job_id": job.id},
+    )
     return dataset, job
 
 
@@ -422,6 +430,13 @@ async def delete_dataset(
     if force:
         await _force_through(session, jobs, who.org, [*ids, dataset.id], found)
     await DatasetRepository(session, who.org).remove(dataset)
+    await emit(
+        session,
+        "dataset.deleted",
+        who.org,
+        dataset.id,
+        {"dataset_id": dataset.id, "versions": ids, "forced": force},
+    )
     return layout.dataset_prefix(who.org, dataset.id)
 
 
@@ -450,6 +465,13 @@ async def delete_version(
     dataset.columns = latest.columns if latest else None
     dataset.bytes = latest.bytes if latest else None
     await versions.flush()
+    await emit(
+        session,
+        "dataset.version.deleted",
+        who.org,
+        version.id,
+        {"dataset_id": dataset.id, "version_id": version.id, "forced": force},
+    )
     return layout.version_prefix(who.org, version.dataset_id, version.id)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 18:37:58.374324
+Create Date: 2026-11-26 18:45:15.019681
 """
 
 from collections.abc import Sequence
@@ -45,6 +45,36 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "event_outbox",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("type", sa.String(length=255), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("next_attempt_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("claimed_until", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("published_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_event_outbox")),
+        sa.UniqueConstraint("event_id", name=op.f("uq_event_outbox_event_id")),
+    )
+    with op.batch_alter_table("event_outbox", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_event_outbox_unsent",
+            ["next_attempt_at", "seq"],
+            unique=False,
+            sqlite_where=sa.text("published_at IS NULL"),
+            postgresql_where=sa.text("published_at IS NULL"),
+        )
+
+    op.create_table(
         "jobs",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("organization_id", sa.String(length=40), nullable=False),
@@ -84,6 +114,44 @@ def upgrade() -> None:
             "ix_jobs_status_next_attempt_at", ["status", "next_attempt_at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_jobs_type"), ["type"], unique=False)
+
+    op.create_table(
+        "recipe_org_salts",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("salt", sa.String(length=128), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recipe_org_salts")),
+        sa.UniqueConstraint("organization_id", name=op.f("uq_recipe_org_salts_organization_id")),
+    )
+    with op.batch_alter_table("recipe_org_salts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_recipe_org_salts_organization_id"), ["organization_id"], unique=False
+        )
+
+    op.create_table(
+        "recipes",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("steps", sa.JSON(), nullable=False),
+        sa.Column("step_count", sa.Integer(), nullable=False),
+        sa.Column("seed", sa.BigInteger(), nullable=False),
+        sa.Column("salt", sa.String(length=128), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recipes")),
+    )
+    with op.batch_alter_table("recipes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_recipes_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_recipes_name"), ["name"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_recipes_organization_id"), ["organization_id"], unique=False
+        )
 
     op.create_table(
         "dataset_versions",
@@ -155,6 +223,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("job_id", "seq", name=op.f("pk_job_logs")),
     )
     op.create_table(
+        "recipe_versions",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("recipe_id", sa.String(length=40), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("steps", sa.JSON(), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["recipe_id"],
+            ["recipes.id"],
+            name=op.f("fk_recipe_versions_recipe_id_recipes"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recipe_versions")),
+        sa.UniqueConstraint(
+            "recipe_id", "number", name=op.f("uq_recipe_versions_recipe_id_number")
+        ),
+    )
+    with op.batch_alter_table("recipe_versions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_recipe_versions_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_recipe_versions_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_recipe_versions_recipe_id"), ["recipe_id"], unique=False
+        )
+
+    op.create_table(
         "profiles",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("dataset_id", sa.String(length=40), nullable=False),
@@ -203,6 +303,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_profiles_created_at"))
 
     op.drop_table("profiles")
+    with op.batch_alter_table("recipe_versions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_recipe_versions_recipe_id"))
+        batch_op.drop_index(batch_op.f("ix_recipe_versions_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_recipe_versions_created_at"))
+
+    op.drop_table("recipe_versions")
     op.drop_table("job_logs")
     with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dataset_versions_source_kind"))
@@ -214,6 +320,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_dataset_versions_created_at"))
 
     op.drop_table("dataset_versions")
+    with op.batch_alter_table("recipes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_recipes_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_recipes_name"))
+        batch_op.drop_index(batch_op.f("ix_recipes_created_at"))
+
+    op.drop_table("recipes")
+    with op.batch_alter_table("recipe_org_salts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_recipe_org_salts_organization_id"))
+
+    op.drop_table("recipe_org_salts")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_type"))
         batch_op.drop_index("ix_jobs_status_next_attempt_at")
@@ -221,6 +337,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_jobs_created_at"))
 
     op.drop_table("jobs")
+    with op.batch_alter_table("event_outbox", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_event_outbox_unsent",
+            sqlite_where=sa.text("published_at IS NULL"),
+            postgresql_where=sa.text("published_at IS NULL"),
+        )
+
+    op.drop_table("event_outbox")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_datasets_organization_id"))
         batch_op.drop_index(batch_op.f("ix_datasets_name"))
