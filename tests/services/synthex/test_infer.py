@@ -233,3 +233,21 @@ def test_json_array_is_rewritten_as_lines_object_by_object(tmp_path: Path) -> No
     open_array.write_text('[{"a": 1},')
     with pytest.raises(Invalid):
         formats.json_array_to_lines(open_array, out, progress=lambda f: None, check=lambda: None)
+
+
+def test_work_folders_of_killed_workers_are_swept_once_stale(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from inwire.services.synthex.data.files import STALE_WORKDIR_SECONDS, new_workdir
+
+    stale = tmp_path / "20200101-dead"
+    (stale / "raw").mkdir(parents=True)
+    old = time.time() - STALE_WORKDIR_SECONDS - 60
+    os.utime(stale, (old, old))
+    fresh = new_workdir(tmp_path)
+    second = new_workdir(tmp_path)
+    assert not stale.exists()
+    assert fresh.is_dir()
+    assert second.is_dir()
+    assert fresh != second

@@ -84,10 +84,23 @@ def _evict(cache_dir: Path, max_bytes: int, keep: set[Path]) -> None:
         total -= size
 
 
+#: A work folder untouched this long belongs to a worker that was killed: it is removed.
+STALE_WORKDIR_SECONDS = 2 * 24 * 3600
+
+
 def new_workdir(base: Path) -> Path:
-    """A fresh private folder for one job's temporary files."""
+    """A fresh private folder for one job's temporary files.
+
+    Folders left by killed workers (nothing removed them) are swept away here once stale.
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - STALE_WORKDIR_SECONDS
+    for old in base.iterdir():
+        with contextlib.suppress(OSError):
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
     path = base / f"{time.strftime('%Y%m%d')}-{uuid.uuid4().hex}"
-    path.mkdir(parents=True, exist_ok=False)
+    path.mkdir(exist_ok=False)
     return path
 
 
