@@ -163,7 +163,7 @@ class TableEncoding:
         n = max(data.height, 1)
         for name in data.columns:
             series = data.get_column(name)
-            spec = specs.get(name) or ColumnSpec(name=name, type=_type_of(series.dtype))
+            spec = specs.get(name) or ColumnSpec(name=name, type=type_of_dtype(series.dtype))
             missing = series.null_count() / n
             if series.dtype.is_float():
                 missing = (series.null_count() + int(series.is_nan().sum())) / n
@@ -224,7 +224,8 @@ class TableEncoding:
         return pl.DataFrame([series[name] for name in self.columns], height=height)
 
 
-def _type_of(dtype: pl.DataType) -> ColumnType:
+def type_of_dtype(dtype: pl.DataType) -> ColumnType:
+    """The logical type a column has when the schema does not say."""
     if dtype.is_integer():
         return ColumnType.integer
     if dtype.is_float():
