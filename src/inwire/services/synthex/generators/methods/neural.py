@@ -55,6 +55,10 @@ MODE_WEIGHT_THRESHOLD = 0.005
 #: on a table of some ten thousand rows and finds the same modes.
 MIXTURE_SAMPLE = 5_000
 ALPHA_CLIP = 0.99
+#: Categories one discrete column may have: each is a column of the one-hot matrix the
+#: networks read and write, so a free-text column with thousands of values would make it
+#: enormous and unlearnable.
+MAX_CATEGORIES = 1_000
 
 
 def torch_available() -> bool:
@@ -251,6 +255,14 @@ class DataTransformer:
                 )
             )
         for j, category in enumerate(self.encoding.discrete):
+            if category.categories.len() > MAX_CATEGORIES:
+                raise Invalid(
+                    f"Column {category.name!r} has {category.categories.len()} distinct values; "
+                    f"CTGAN and TVAE one-hot encode categories and take at most "
+                    f"{MAX_CATEGORIES} per column. Mark it as an identifier, or generalize "
+                    "it with a recipe, or choose another method.",
+                    details=[{"field": category.name, "reason": "too_many_categories"}],
+                )
             code = codes[:, j]
             counts = np.bincount(code[code >= 0], minlength=category.categories.len())
             missing = int((code < 0).sum())
