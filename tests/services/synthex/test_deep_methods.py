@@ -339,3 +339,26 @@ def test_a_column_with_too_many_categories_is_refused_by_name() -> None:
     schema = [ColumnSpec(name="comment", type=ColumnType.text)]
     with pytest.raises(Invalid, match="'comment' has 1001 distinct values"):
         DataTransformer.fit(frame, schema, np.random.default_rng(0))
+
+
+@needs_torch
+@pytest.mark.parametrize("method", METHODS)
+def test_constraints_hold_around_the_neural_methods(method: type[CTGAN] | type[TVAE]) -> None:
+    from inwire.services.synthex.generators.constraints import Bounds, ConstrainedSynthesizer
+
+    frame, schema = table()
+    frame = frame.with_columns(pl.Series("id", [f"C-{i:05d}" for i in range(frame.height)]))
+    schema = [*schema, ColumnSpec(name="id", type=ColumnType.identifier)]
+    bounds = Bounds(type="bounds", column="income", min=25_000, max=55_000)
+    model = ConstrainedSynthesizer(method(FAST[method.name]), [bounds])
+    model.fit(frame, schema, seed=3)
+    out = model.sample(200, seed=4, conditions={"city": "Bergen"})
+
+    assert out.schema == frame.schema
+    assert out["city"].to_list() == ["Bergen"] * 200
+    income = out["income"].drop_nulls()
+    assert income.min() >= 25_000
+    assert income.max() <= 55_000
+    assert out["id"].n_unique() == 200
+    assert not set(out["id"].to_list()) & set(frame["id"].to_list())
+    assert out.equals(model.sample(200, seed=4, conditions={"city": "Bergen"}))
