@@ -305,3 +305,27 @@ def test_empty_and_tiny_tables_do_not_break() -> None:
     one = profile(pl.DataFrame({"a": [1.0], "b": ["x"]}), [])
     assert column(one, "a")["numeric"]["std"] is None
     json_ready(one)
+
+
+def test_html_report_has_charts_alerts_and_escapes_names() -> None:
+    from inwire.services.synthex.profiles.report import render_html
+
+    evil = "<b>x</b>"
+    df = pl.DataFrame(
+        {
+            "age": [20, 30, 40, 50, 60] * 10,
+            evil: ["a", "b", "a", "a", "a"] * 10,
+            "score": [1.0, 2.0, 3.0, 4.0, 5.0] * 10,
+            "when": [dt.date(2024, 1, d) for d in range(1, 6)] * 10,
+        }
+    )
+    page = render_html(profile(df, [spec(evil, "categorical")]))
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<b>x</b>" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
+    assert page.count('aria-label="Histogram"') == 2  # age, score
+    assert page.count('aria-label="Over time"') == 1  # when
+    assert 'aria-label="Top values"' in page
+    assert "Pearson" in page
+    assert "high correlation" in page  # age and score are perfectly correlated
+    assert "duplicates" in page
