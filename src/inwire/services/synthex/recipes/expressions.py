@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -259,9 +258,8 @@ class _Compiler:
             raise ExpressionError("bitwise operators are not allowed; use 'and', 'or'", node)
         symbol, build = found
         left, right = self.visit(node.left), self.visit(node.right)
-        if symbol == "+" and _is(left.kind, frozenset({"text"})) and right.kind == "text":
-            return _Typed(left.expr + right.expr, "text", node)
-        if symbol == "+" and left.kind == "text" and _is(right.kind, frozenset({"text"})):
+        kinds = {left.kind, right.kind}
+        if symbol == "+" and "text" in kinds and kinds <= {"text", "null", "any"}:
             return _Typed(left.expr + right.expr, "text", node)
         for side in (left, right):
             if not _numeric(side.kind):
@@ -705,12 +703,3 @@ def _refusal(node: ast.AST) -> str:
     if isinstance(node, ast.Await | ast.Yield | ast.YieldFrom):
         return f"'{type(node).__name__.lower()}' is not allowed"
     return f"{type(node).__name__} is not allowed in an expression"
-
-
-#: Names that read as identifiers in expressions; other column names need col("...").
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def describe_functions() -> dict[str, str]:
-    """Each allowed function and what it does (for the docs and error messages)."""
-    return {name: spec.doc for name, spec in sorted(FUNCTIONS.items())}

@@ -17,6 +17,8 @@ async def apply_recipe(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, 
     from the job id (``data.publish``): a retried attempt never makes a second version and
     a crash never leaves half of one visible.
     """
+    import polars as pl
+
     from inwire.services.synthex.data import JobData, Lineage, NewDataset
     from inwire.services.synthex.recipes import engine
     from inwire.services.synthex.recipes.models import Recipe
@@ -64,7 +66,11 @@ async def apply_recipe(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, 
         ctx.raise_if_cancelled()
         ctx.progress(0.3, "writing the new version")
         target = data.workdir / "recipe-output.parquet"
-        await asyncio.to_thread(out.sink_parquet, target, compression="zstd")
+        try:
+            await asyncio.to_thread(out.sink_parquet, target, compression="zstd")
+        except pl.exceptions.ComputeError as exc:
+            # The data holds something the steps cannot handle: retrying will not help.
+            raise JobFailed(f"the steps failed on the data: {str(exc).splitlines()[0]}") from exc
         ctx.raise_if_cancelled()
         ctx.progress(0.9, "publishing")
         new_dataset = job_input.get("new_dataset")

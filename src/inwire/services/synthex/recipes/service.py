@@ -265,6 +265,13 @@ async def preview(
         result, sample_rows, schema, fitted = await asyncio.to_thread(run)
     except engine.RecipeError as exc:
         raise invalid_steps(exc.problems, against="the sample") from exc
+    except pl.exceptions.ComputeError as exc:
+        # A value the steps cannot handle (checked plans fail only on data).
+        reason = str(exc).split("\n", 1)[0]
+        raise Invalid(
+            f"The steps failed on the sample: {reason}",
+            details=[{"field": "steps", "message": reason}],
+        ) from exc
     head = result.head(rows)
     return PreviewResult(
         columns=head.columns,

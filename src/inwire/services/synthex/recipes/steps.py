@@ -39,7 +39,7 @@ from inwire.services.synthex.recipes.expressions import (
     check_regex,
     compile_expression,
 )
-from inwire.services.synthex.schema import ColumnType
+from inwire.services.synthex.schema import ColumnSpec, ColumnType
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -221,19 +221,16 @@ class Cast(StepBase):
         return issues
 
     def _storage(self, target: ColumnType, kind: Kind) -> str:
+        if target == ColumnType.datetime:
+            return STORAGE["date"] if kind == "date" else STORAGE["datetime"]
+        if target in (ColumnType.integer, ColumnType.float, ColumnType.boolean):
+            return STORAGE[target.value]
         if target in (ColumnType.categorical, ColumnType.identifier) and kind in (
             "text",
             "integer",
         ):
-            return STORAGE[kind]
-        if target == ColumnType.datetime:
-            return STORAGE["date"] if kind == "date" else STORAGE["datetime"]
-        return STORAGE.get(
-            {"integer": "integer", "float": "float", "boolean": "boolean"}.get(
-                target.value, "text"
-            ),
-            STORAGE["text"],
-        )
+            return STORAGE[kind]  # the data stays as it is
+        return STORAGE["text"]
 
     def output(self, columns: Columns) -> Columns:
         for name, target in self.columns.items():
@@ -518,8 +515,6 @@ class Derive(StepBase):
         kind: Kind = compiled.kind
         ctype = self.type or type_for(kind)
         storage = STORAGE.get(kind, "")
-        from inwire.services.synthex.schema import ColumnSpec
-
         return columns.put(ColumnSpec(name=self.column, type=ctype, storage=storage))
 
     def exprs(self, columns: Columns, ctx: RunContext) -> list[pl.Expr]:
@@ -693,8 +688,6 @@ class Bin(StepBase):
         return issues
 
     def output(self, columns: Columns) -> Columns:
-        from inwire.services.synthex.schema import ColumnSpec
-
         spec = ColumnSpec(
             name=self.into or self.column, type=ColumnType.categorical, storage=STORAGE["text"]
         )
@@ -789,8 +782,6 @@ class OneHot(StepBase):
         return issues
 
     def _with(self, columns: Columns, categories: list[str], other: bool) -> Columns:
-        from inwire.services.synthex.schema import ColumnSpec
-
         names = [f"{self._prefix}_{c}" for c in categories] + (
             [f"{self._prefix}_other"] if other else []
         )
@@ -887,8 +878,6 @@ class DateParts(StepBase):
         return issues + clashes(columns, self._names(), "parts")
 
     def output(self, columns: Columns) -> Columns:
-        from inwire.services.synthex.schema import ColumnSpec
-
         for name in self._names():
             columns = columns.put(
                 ColumnSpec(name=name, type=ColumnType.integer, storage=STORAGE["integer"])
