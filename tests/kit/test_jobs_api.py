@@ -222,6 +222,17 @@ def test_registry_accepts_module_functions_and_paths_only() -> None:
         registry.register("test.path", "not a path")
 
 
+def test_installed_registry_offers_only_types_whose_module_exists() -> None:
+    registry = JobRegistry.installed(
+        {
+            "test.flaky": "jobs_fixtures:flaky",
+            "test.missing": "jobs_fixtures_not_here:run",
+            "test.missing_sub": "inwire.kit.no_such_package.jobs:run",
+        }
+    )
+    assert registry.types == ("test.flaky",)
+
+
 def test_context_clamps_progress_and_buffers_lines() -> None:
     ctx = JobContext(
         job_id="job_1",

@@ -99,6 +99,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         app_factory="inwire.services.synthex.app:create_app",
         settings_class="inwire.services.synthex.settings:SynthexSettings",
     ),
+    ServiceSpec(
+        name="training",
+        package="inwire.services.training",
+        port=18052,
+        prefix="/training",
+        app_factory="inwire.services.training.app:create_app",
+        settings_class="inwire.services.training.settings:TrainingSettings",
+    ),
 )
 
 #: The API gateway: not a service (no database, no prefix), but ``inwire up`` runs it in

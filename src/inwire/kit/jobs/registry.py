@@ -8,6 +8,7 @@ separate worker process (or, later, on a Ray cluster) that imports it by path.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -64,6 +65,24 @@ class JobRegistry:
         self._targets: dict[str, str] = {}
         for job_type, fn in (jobs or {}).items():
             self.register(job_type, fn)
+
+    @classmethod
+    def installed(cls, targets: Mapping[str, str]) -> JobRegistry:
+        """A registry of those ``targets`` (type -> ``module:function``) whose module exists.
+
+        A service lists every job type it will have; a type whose module is not in this
+        installation (not built yet, or an optional part left out) is simply not offered.
+        """
+        registry = cls()
+        for job_type, target in targets.items():
+            module = target.partition(":")[0]
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:
+                found = False
+            if found:
+                registry.register(job_type, target)
+        return registry
 
     def register(self, job_type: str, fn: JobFunction | str) -> None:
         """Add a job type, given its function or its ``module:function`` path."""

@@ -1,0 +1,1 @@
+"""Model Training: experiment tracking, MLflow-compatible API, training jobs and tuning."""

@@ -1,0 +1,105 @@
+"""Model Training's app: experiment tracking, the MLflow-compatible API, training and tuning."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi import FastAPI
+
+from inwire.kit.app import create_service_app
+from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
+from inwire.services.training.db import JOB_TABLES
+from inwire.services.training.models import CONCEPTS
+from inwire.services.training.settings import TrainingSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Job types and the functions that run them, by import path: a worker process imports
+#: only the one it runs. A type whose module does not exist yet is not offered.
+JOB_TYPES: dict[str, str] = {
+    "training.train": "inwire.services.training.trainjobs.jobs:train",
+    "training.tune": "inwire.services.training.tuning.jobs:tune",
+}
+
+#: Routes whose request body is an artifact file: exempt from ``max_body_bytes``, they
+#: stream to the object store and count against ``max_artifact_bytes`` instead.
+UPLOAD_ROUTES = re.compile(
+    r"/api/v1/runs/[^/]+/artifacts/.+|/api/2\.0/mlflow-artifacts/artifacts/.+"
+)
+
+
+def job_registry() -> JobRegistry:
+    """Every job type whose module exists in this installation."""
+    return JobRegistry.installed(JOB_TYPES)
+
+
+def create_app(
+    settings: TrainingSettings | None = None,
+    peers: Any = None,
+    *,
+    job_policy: JobPolicy | None = None,
+) -> FastAPI:
+    """Build Model Training. Nothing happens until the app starts.
+
+    ``job_policy`` changes the job timings (tests shrink them); the default suits real work.
+    """
+    settings = settings or TrainingSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with run_jobs(app, policy=job_policy):
+            yield
+
+    routers, root_routers = _routers()
+    app = create_service_app(
+        settings,
+        title="Inwire Model Training",
+        description=(
+            "Experiment tracking (experiments, runs, metrics, artifacts), an MLflow-compatible "
+            "API, training jobs and hyperparameter tuning."
+        ),
+        routers=routers,
+        root_routers=root_routers,
+        migrations=MIGRATIONS,
+        lifespan=lifespan,
+        storage=True,
+        body_limit_exempt=[UPLOAD_ROUTES],
+    )
+    app.state.jobs = JobService(JOB_TABLES, job_registry())
+    app.state.peers = peers
+    return app
+
+
+def _concept_router(name: str) -> ModuleType | None:
+    module_name = f"inwire.services.training.{name}.router"
+    try:
+        return import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (module_name, module_name.rpartition(".")[0]):
+            raise
+        return None
+
+
+def _routers() -> tuple[list[Any], list[Any]]:
+    """Model Training's /api/v1 routers and its root routers (the MLflow API).
+
+    A concept's ``router`` module appears once it exists; it exposes ``router`` (or
+    ``routers``) for /api/v1 and may expose ``root_routers`` mounted at ``/``.
+    """
+    routers: list[Any] = []
+    root_routers: list[Any] = []
+    for name in CONCEPTS:
+        module = _concept_router(name)
+        if module is None:
+            continue
+        if hasattr(module, "routers") or hasattr(module, "router"):
+            routers.extend(getattr(module, "routers", None) or [module.router])
+        root_routers.extend(getattr(module, "root_routers", []))
+    routers.append(jobs_router())
+    return routers, root_routers

@@ -1,0 +1,1 @@
+"""MLflow compatibility: the REST API the stock mlflow client speaks, over our tracking."""

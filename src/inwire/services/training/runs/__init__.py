@@ -1,0 +1,1 @@
+"""Runs: lifecycle, params, tags, notes, nested runs, metrics, search and compare."""

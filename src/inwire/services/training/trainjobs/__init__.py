@@ -1,0 +1,1 @@
+"""Training jobs: built-in trainers and user scripts on Synthex dataset versions."""
