@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import polars as pl
+from fastapi import FastAPI
 
 from inwire.kit.testing.plugin import assert_error
 
@@ -449,3 +450,51 @@ async def test_delete_removes_the_recipe_and_its_versions(
     assert_error(await client.get(url, headers=auth("viewer")), 404, "NOT_FOUND")
     assert_error(await client.get(f"{url}/versions/1", headers=auth("viewer")), 404)
     assert_error(await client.delete(url, headers=auth("member")), 404)
+
+
+async def test_salts_appear_in_no_answer_job_or_output(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, wait_job: WaitJob
+) -> None:
+    from inwire.services.synthex.recipes.models import OrganizationSalt, Recipe
+
+    ds = await dataset(client, auth, wait_job)
+    steps = [
+        {"op": "hash", "columns": ["email"]},
+        {"op": "hash", "columns": ["id"], "scope": "organization"},
+        {"op": "fake", "columns": ["city"], "kind": "city"},
+    ]
+    recipe = await create(client, auth, steps=steps)
+    url = f"/api/v1/recipes/{recipe['id']}"
+    seen = [
+        (await client.get(url, headers=auth())).text,
+        (await client.get(f"{url}/versions", headers=auth())).text,
+        (
+            await client.post(
+                f"{url}/preview", json={"version_id": ds["latest_version_id"]}, headers=auth()
+            )
+        ).text,
+    ]
+    r = await client.post(
+        f"{url}/apply", json={"version_id": ds["latest_version_id"]}, headers=auth("member")
+    )
+    assert r.status_code == 202, r.text
+    job = await wait_job(r.json()["data"]["job"]["id"])
+    assert job["status"] == "succeeded", job
+    version = f"/api/v1/datasets/{ds['id']}/versions/{job['result']['version_id']}"
+    seen += [
+        r.text,
+        str(job),
+        (await client.get(f"/api/v1/jobs/{job['id']}/logs", headers=auth())).text,
+        (await client.get(version, headers=auth())).text,
+        (await client.get(f"{version}/download", headers=auth())).text,
+    ]
+    async with app.state.db.session(write=False) as session:
+        row = await session.get(Recipe, recipe["id"])
+        assert row is not None
+        org_salt = (await session.execute(OrganizationSalt.__table__.select())).first()
+    assert org_salt is not None
+    secrets = [row.salt, org_salt.salt]
+    for text in seen:
+        for secret in secrets:
+            assert secret not in text
+            assert secret[:16] not in text
