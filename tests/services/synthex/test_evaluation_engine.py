@@ -371,3 +371,39 @@ def test_progress_is_reported_in_order(real: pl.DataFrame) -> None:
     evaluate(real, real, SCHEMA, progress=lambda f, _m: seen.append(f))
     assert seen == sorted(seen)
     assert seen[-1] == 1.0
+
+
+# -- the HTML report -----------------------------------------------------------------------
+
+
+def test_html_report_has_every_part_with_charts(fresh_report: dict[str, Any]) -> None:
+    from inwire.services.synthex.evaluations.report import render_html
+
+    page = render_html(fresh_report)
+    assert page.startswith("<!DOCTYPE html>")
+    for heading in (
+        "Summary",
+        "Column shapes",
+        "Column-pair trends",
+        "Detection",
+        "ML utility",
+        "Privacy",
+        "Membership inference",
+        "Distance to closest record",
+    ):
+        assert heading in page
+    assert page.count("<svg") >= 10
+    assert "<script" not in page
+
+
+def test_html_report_escapes_column_names_and_handles_missing_parts() -> None:
+    from inwire.services.synthex.evaluations.report import render_html
+
+    schema = [ColumnSpec(name="<b>odd</b>", type=ColumnType.categorical)]
+    data = pl.DataFrame({"<b>odd</b>": ["a", "b"] * 20})
+    page = render_html(evaluate(data, data, schema))
+    assert "<b>odd</b>" not in page
+    assert "&lt;b&gt;odd&lt;/b&gt;" in page
+    assert 'id="utility"' not in page
+    assert "Fewer than two comparable columns" in page
+    assert "no holdout" in page

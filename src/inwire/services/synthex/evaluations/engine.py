@@ -262,8 +262,8 @@ def _stats(values: np.ndarray, missing: float, column_type: ColumnType) -> dict[
 def _iso(microseconds: float | None) -> str | None:
     if microseconds is None:
         return None
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=microseconds)
-    return moment.isoformat().replace("+00:00", "Z")
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=round(microseconds))
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _numeric_shape(
