@@ -251,16 +251,11 @@ def from_float(values: np.ndarray, column: ContinuousColumn) -> pl.Series:
     out = np.clip(values, column.low, column.high)
     if column.whole:
         out = np.round(out)
-    missing = ~np.isfinite(out)
-    if column.dtype.is_temporal() or column.dtype.is_integer():
-        ints = pl.Series(column.name, np.where(missing, 0, out).astype(np.int64))
-        ints = ints.set(pl.Series(missing), None)
-        if column.dtype.is_temporal():
-            physical = pl.Series([], dtype=column.dtype).to_physical().dtype
-            return ints.cast(physical).cast(column.dtype)
-        return ints.cast(column.dtype, strict=False)
-    series = pl.Series(column.name, out).set(pl.Series(missing), None)
-    return series.cast(column.dtype)
+    series = pl.Series(column.name, out, nan_to_null=True)
+    if column.dtype.is_temporal():
+        physical = pl.Series([], dtype=column.dtype).to_physical().dtype
+        return series.cast(pl.Int64).cast(physical).cast(column.dtype)
+    return series.cast(column.dtype, strict=False)
 
 
 def encode_codes(series: pl.Series, categories: pl.Series) -> np.ndarray:
@@ -276,8 +271,8 @@ def encode_codes(series: pl.Series, categories: pl.Series) -> np.ndarray:
 
 def decode_codes(codes: np.ndarray, column: DiscreteColumn) -> pl.Series:
     """Codes back to values of ``column`` (``-1`` → missing)."""
-    index = pl.Series(codes.astype(np.int64))
-    index = index.set(pl.Series(codes < 0), None)
-    if column.categories.len() == 0:
-        return pl.Series(column.name, [None] * len(codes), dtype=column.dtype)
-    return column.categories.gather(index).alias(column.name).cast(column.dtype)
+    size = column.categories.len()
+    # The slot after the last category holds a null: -1 codes point there.
+    values = column.categories.extend_constant(None, 1)
+    index = pl.Series(np.where(codes < 0, size, codes).astype(np.int64))
+    return values.gather(index).alias(column.name).cast(column.dtype)

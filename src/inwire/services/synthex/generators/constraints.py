@@ -27,6 +27,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -160,6 +161,45 @@ def constraint_problems(constraints: list[Constraint], schema: Schema) -> list[d
                 {"field": f"constraints[{i}]", "reason": f"{column!r} is an identifier"}
             )
     return problems
+
+
+def condition_problems(conditions: dict[str, Any], schema: Schema) -> list[dict[str, Any]]:
+    """What is wrong with ``conditions`` for ``schema`` by type (empty when they fit); each
+    problem names ``conditions.<column>``. Values are checked against the stored dtype
+    again when the job runs."""
+    specs = {c.name: c for c in schema}
+    problems: list[dict[str, Any]] = []
+    for column, value in conditions.items():
+        field = f"conditions.{column}"
+        spec = specs.get(column)
+        if spec is None:
+            problems.append({"field": field, "reason": "no such column"})
+        elif spec.type == ColumnType.identifier:
+            problems.append({"field": field, "reason": "identifiers are generated fresh"})
+        elif value is None:
+            continue
+        elif not _fits(value, spec.type):
+            problems.append({"field": field, "reason": f"not a {spec.type.value} value"})
+    return problems
+
+
+def _fits(value: Any, column_type: ColumnType) -> bool:
+    if column_type == ColumnType.boolean:
+        return isinstance(value, bool)
+    if column_type == ColumnType.integer:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return number and float(value).is_integer()
+    if column_type == ColumnType.float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if column_type == ColumnType.datetime:
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, str | int | float | bool)
 
 
 def coerce_value(value: Any, dtype: pl.DataType, column: str) -> Any:
@@ -395,6 +435,14 @@ class ConstrainedSynthesizer:
         self._modelled = set(model.columns)
         self.method.fit(model, model_schema, seed=seed, progress=progress, cancelled=cancelled)
 
+    def reserve(self, real: pl.DataFrame) -> None:
+        """Also keep fresh identifiers clear of ``real``'s (real rows not given to ``fit``,
+        such as an evaluation's holdout)."""
+        for name, (fmt, taken) in self._identifiers.items():
+            if name in real.columns:
+                more = real[name].drop_nulls().cast(taken.dtype)
+                self._identifiers[name] = (fmt, pl.concat([taken, more]).unique())
+
     def sample(
         self,
         n: int,
@@ -427,7 +475,9 @@ class ConstrainedSynthesizer:
             )
             frame = self._restore(frame)
             drawn += frame.height
-            good = frame.filter(self._accepts(conditions)).drop(self._hidden())
+            good = frame
+            if conditions or self._gaps or self._combinations:
+                good = frame.filter(self._accepts(conditions)).drop(self._hidden())
             kept.append(good.head(want))
             have += min(good.height, want)
             if have >= n:
@@ -478,9 +528,12 @@ class ConstrainedSynthesizer:
             frame = frame.with_columns(_from_physical(high, dtype).alias(rule.high)).drop(name)
         for column, low, high in self._bounds:
             frame = frame.with_columns(pl.col(column).clip(low, high))
-        return frame.with_columns(
-            pl.col(c).cast(self._dtypes[c]) for c in frame.columns if c in self._dtypes
-        )
+        casts = [
+            pl.col(c).cast(self._dtypes[c])
+            for c, dtype in frame.schema.items()
+            if c in self._dtypes and dtype != self._dtypes[c]
+        ]
+        return frame.with_columns(casts) if casts else frame
 
     def _hidden(self) -> list[str]:
         return [name.replace("combination", "seen") for name, _ in self._combinations]

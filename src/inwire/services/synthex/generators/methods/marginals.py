@@ -95,9 +95,14 @@ class ContinuousMarginal:
         if n == 0 or not present.any():
             return out
         x = values[present]
-        below = np.searchsorted(self.sorted_values, x, side="left")
-        upto = np.searchsorted(self.sorted_values, x, side="right")
-        out[present] = (below + rng.random(x.size) * (upto - below)) / n
+        # Searching sorted keys is several times faster than searching them in data order.
+        order = np.argsort(x, kind="stable")
+        keys = x[order]
+        below = np.searchsorted(self.sorted_values, keys, side="left")
+        upto = np.searchsorted(self.sorted_values, keys, side="right")
+        scores = np.empty(x.size)
+        scores[order] = (below + rng.random(x.size) * (upto - below)) / n
+        out[present] = scores
         return out
 
     def from_uniform(self, u: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 18:45:15.019681
+Create Date: 2026-11-26 19:00:57.936596
 """
 
 from collections.abc import Sequence
@@ -255,6 +255,121 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "evaluations",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("source", sa.String(length=20), nullable=False),
+        sa.Column("real_dataset_id", sa.String(length=40), nullable=False),
+        sa.Column("real_version_id", sa.String(length=40), nullable=True),
+        sa.Column("synthetic_dataset_id", sa.String(length=40), nullable=False),
+        sa.Column("synthetic_version_id", sa.String(length=40), nullable=False),
+        sa.Column("holdout_version_id", sa.String(length=40), nullable=True),
+        sa.Column("holdout_share", sa.Float(), nullable=True),
+        sa.Column("target", sa.String(length=256), nullable=True),
+        sa.Column("seed", sa.Integer(), nullable=False),
+        sa.Column("generator_id", sa.String(length=40), nullable=True),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("report", sa.JSON(), nullable=True),
+        sa.Column("quality", sa.Float(), nullable=True),
+        sa.Column("detection", sa.Float(), nullable=True),
+        sa.Column("ml_utility_ratio", sa.Float(), nullable=True),
+        sa.Column("exact_copy_rate", sa.Float(), nullable=True),
+        sa.Column("dcr_close_share", sa.Float(), nullable=True),
+        sa.Column("membership_risk", sa.Float(), nullable=True),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["holdout_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_evaluations_holdout_version_id_dataset_versions"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["real_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_evaluations_real_version_id_dataset_versions"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["synthetic_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_evaluations_synthetic_version_id_dataset_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_evaluations")),
+        sa.UniqueConstraint("job_id", name=op.f("uq_evaluations_job_id")),
+    )
+    with op.batch_alter_table("evaluations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_evaluations_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_generator_id"), ["generator_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_holdout_version_id"), ["holdout_version_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_evaluations_quality"), ["quality"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_real_dataset_id"), ["real_dataset_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_real_version_id"), ["real_version_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_evaluations_source"), ["source"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_synthetic_dataset_id"),
+            ["synthetic_dataset_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_evaluations_synthetic_version_id"),
+            ["synthetic_version_id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "generators",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("method", sa.String(length=40), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("constraints", sa.JSON(), nullable=False),
+        sa.Column("dataset_id", sa.String(length=40), nullable=False),
+        sa.Column("version_id", sa.String(length=40), nullable=True),
+        sa.Column("output_dataset_id", sa.String(length=40), nullable=True),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["dataset_id"],
+            ["datasets.id"],
+            name=op.f("fk_generators_dataset_id_datasets"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_generators_version_id_dataset_versions"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_generators")),
+    )
+    with op.batch_alter_table("generators", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_generators_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_generators_dataset_id"), ["dataset_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_generators_method"), ["method"], unique=False)
+        batch_op.create_index(batch_op.f("ix_generators_name"), ["name"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_generators_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_generators_version_id"), ["version_id"], unique=False)
+
+    op.create_table(
         "profiles",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("dataset_id", sa.String(length=40), nullable=False),
@@ -291,11 +406,72 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_profiles_version_id"), ["version_id"], unique=False)
 
+    op.create_table(
+        "generations",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("generator_id", sa.String(length=40), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("source_version_id", sa.String(length=40), nullable=False),
+        sa.Column("method", sa.String(length=40), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("constraints", sa.JSON(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("seed", sa.BigInteger(), nullable=False),
+        sa.Column("conditions", sa.JSON(), nullable=False),
+        sa.Column("holdout", sa.Double(), nullable=False),
+        sa.Column("evaluate", sa.Boolean(), nullable=False),
+        sa.Column("output_dataset_id", sa.String(length=40), nullable=True),
+        sa.Column("output_version_id", sa.String(length=40), nullable=True),
+        sa.Column("evaluation", sa.JSON(), nullable=True),
+        sa.Column("privacy", sa.JSON(), nullable=True),
+        sa.Column("stats", sa.JSON(), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["generator_id"],
+            ["generators.id"],
+            name=op.f("fk_generations_generator_id_generators"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["source_version_id"],
+            ["dataset_versions.id"],
+            name=op.f("fk_generations_source_version_id_dataset_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_generations")),
+        sa.UniqueConstraint("job_id", name=op.f("uq_generations_job_id")),
+    )
+    with op.batch_alter_table("generations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_generations_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_generations_generator_id"), ["generator_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_generations_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_generations_output_version_id"), ["output_version_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_generations_source_version_id"), ["source_version_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("generations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_generations_source_version_id"))
+        batch_op.drop_index(batch_op.f("ix_generations_output_version_id"))
+        batch_op.drop_index(batch_op.f("ix_generations_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_generations_generator_id"))
+        batch_op.drop_index(batch_op.f("ix_generations_created_at"))
+
+    op.drop_table("generations")
     with op.batch_alter_table("profiles", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_profiles_version_id"))
         batch_op.drop_index(batch_op.f("ix_profiles_organization_id"))
@@ -303,6 +479,28 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_profiles_created_at"))
 
     op.drop_table("profiles")
+    with op.batch_alter_table("generators", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_generators_version_id"))
+        batch_op.drop_index(batch_op.f("ix_generators_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_generators_name"))
+        batch_op.drop_index(batch_op.f("ix_generators_method"))
+        batch_op.drop_index(batch_op.f("ix_generators_dataset_id"))
+        batch_op.drop_index(batch_op.f("ix_generators_created_at"))
+
+    op.drop_table("generators")
+    with op.batch_alter_table("evaluations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_evaluations_synthetic_version_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_synthetic_dataset_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_source"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_real_version_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_real_dataset_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_quality"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_holdout_version_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_generator_id"))
+        batch_op.drop_index(batch_op.f("ix_evaluations_created_at"))
+
+    op.drop_table("evaluations")
     with op.batch_alter_table("recipe_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_recipe_versions_recipe_id"))
         batch_op.drop_index(batch_op.f("ix_recipe_versions_organization_id"))
