@@ -418,7 +418,7 @@ async def test_worker_killed_mid_generation_leaves_no_half_version_and_retries_o
         os.kill(pids[-1], signal.SIGKILL)
 
     job = await wait_job(job_id, wait=240)
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["error"], job["attempts"])
     assert job["attempts"] == 2
     out = job["result"]["dataset_id"]
     versions = (await client.get(f"/api/v1/datasets/{out}/versions", headers=auth())).json()

@@ -259,9 +259,28 @@ class IdentifierFormat:
         template = []
         for k, char_class in enumerate(shape):
             chars = {v[k] for v in sample}
-            literal = len(chars) == 1 and (len(sample) > 1 or char_class not in "9Aa")
+            # Digits always vary (C-1000…C-1299 share a "1" by chance, not by format);
+            # a letter or symbol every value shares is part of the format (a prefix).
+            literal = len(chars) == 1 and char_class != "9" and (len(sample) > 1 or k > 0)
             template.append((literal, next(iter(chars)) if literal else char_class))
         return cls("pattern", template=tuple(template))
+
+    def widened(self, needed: float) -> IdentifierFormat:
+        """The format with more digits until it holds ``needed`` values (more digits in
+        the last run of digits, or digits appended): 3 million ids from ``C-1234``-style
+        values become ``C-1234567``-style."""
+        fmt = self
+        while fmt.capacity() < needed * 4:
+            if fmt.kind == "integer":
+                fmt = IdentifierFormat("integer", digits=(fmt.digits[0], fmt.digits[1] + 1))
+                continue
+            if fmt.kind != "pattern":
+                return fmt
+            template = list(fmt.template)
+            digits = [k for k, (lit, c) in enumerate(template) if not lit and c == "9"]
+            template.insert(digits[-1] + 1 if digits else len(template), (False, "9"))
+            fmt = IdentifierFormat("pattern", template=tuple(template))
+        return fmt
 
     def capacity(self) -> float:
         """How many distinct values the format allows."""
@@ -314,7 +333,8 @@ def _shape(value: str) -> str:
 def fresh_identifiers(
     fmt: IdentifierFormat, n: int, taken: pl.Series, dtype: pl.DataType, rng: np.random.Generator
 ) -> pl.Series:
-    """``n`` distinct values of ``fmt``, none of them in ``taken`` (the real ones)."""
+    """``n`` distinct values of ``fmt`` (widened when too small), none in ``taken``."""
+    fmt = fmt.widened(n + taken.len())
     if fmt.capacity() < n + taken.len():
         raise Invalid(
             f"The identifier format of {taken.name} allows about {fmt.capacity():.0f} values; "
