@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -47,7 +47,14 @@ Progress = Callable[[float, str], None]
 
 
 class EvaluationError(ValueError):
-    """The inputs cannot be evaluated (no rows, no comparable columns, unusable target)."""
+    """The inputs cannot be evaluated (no rows, no comparable columns, unusable target).
+
+    ``field`` names the input at fault (``target``, ``synthetic``, ``real``), if one is.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -167,15 +174,18 @@ def _normalise(df: pl.DataFrame, columns: Sequence[_Column], text: Sequence[str]
 
 
 def _plan(
-    schema: Schema, frames: dict[str, pl.DataFrame | None]
+    schema: Schema, tables: dict[str, Collection[str] | None]
 ) -> tuple[list[_Column], list[str], list[dict[str, str]]]:
-    """Compared columns, text columns (exact copies only) and skipped columns with reasons."""
+    """Compared columns, text columns (exact copies only) and skipped columns with reasons.
+
+    ``tables`` maps each role (real, synthetic, holdout) to its column names, or None.
+    """
     columns: list[_Column] = []
     text: list[str] = []
     skipped: list[dict[str, str]] = []
     for spec in schema:
         absent = [
-            role for role, df in frames.items() if df is not None and spec.name not in df.columns
+            role for role, names in tables.items() if names is not None and spec.name not in names
         ]
         if absent:
             skipped.append({"column": spec.name, "reason": f"missing in the {absent[0]} data"})
@@ -1011,15 +1021,16 @@ def _evaluate(
     report_progress = progress or (lambda _f, _m: None)
     timer = _Timer()
     if real.height == 0:
-        raise EvaluationError("The real data has no rows")
+        raise EvaluationError("The real data has no rows", field="real")
     if synthetic.height == 0:
-        raise EvaluationError("The synthetic data has no rows")
-    columns, text, skipped = _plan(
-        schema, {"real": real, "synthetic": synthetic, "holdout": holdout}
+        raise EvaluationError("The synthetic data has no rows", field="synthetic")
+    columns, text, skipped, target_column = _checked_plan(
+        schema,
+        real.columns,
+        synthetic.columns,
+        holdout.columns if holdout is not None else None,
+        target,
     )
-    if not columns and not text:
-        raise EvaluationError("No column of the schema can be compared in both tables")
-    target_column = _target(target, schema, columns, skipped)
 
     started = time.perf_counter()
     real_n = _normalise(real, columns, text)
@@ -1105,6 +1116,40 @@ def _evaluate(
     }
 
 
+def check_inputs(
+    schema: Schema,
+    synthetic_columns: Collection[str],
+    holdout_columns: Collection[str] | None = None,
+    target: str | None = None,
+) -> None:
+    """Raise ``EvaluationError`` now for inputs ``evaluate`` would refuse (no comparable
+    column, an unusable target), from column names alone: a request checks before queuing."""
+    real_columns = [c.name for c in schema]
+    _checked_plan(schema, real_columns, synthetic_columns, holdout_columns, target)
+
+
+def _checked_plan(
+    schema: Schema,
+    real_columns: Collection[str],
+    synthetic_columns: Collection[str],
+    holdout_columns: Collection[str] | None,
+    target: str | None,
+) -> tuple[list[_Column], list[str], list[dict[str, str]], _Column | None]:
+    columns, text, skipped = _plan(
+        schema,
+        {"real": set(real_columns), "synthetic": set(synthetic_columns), "holdout": (
+            set(holdout_columns) if holdout_columns is not None else None
+        )},
+    )  # fmt: skip
+    if not columns and not text:
+        raise EvaluationError(
+            "No column of the real data's schema can be compared with the synthetic data "
+            "(none of the same name, or only identifiers)",
+            field="synthetic",
+        )
+    return columns, text, skipped, _target(target, schema, columns, skipped)
+
+
 def _target(
     target: str | None,
     schema: Schema,
@@ -1119,11 +1164,16 @@ def _target(
             if c.type == ColumnType.datetime:
                 raise EvaluationError(
                     f"Target {target!r} is a datetime; pick a numeric, categorical or "
-                    "boolean column"
+                    "boolean column",
+                    field="target",
                 )
             return c
     for s in skipped:
         if s["column"] == target:
-            raise EvaluationError(f"Target {target!r} cannot be predicted: {s['reason']}")
+            raise EvaluationError(
+                f"Target {target!r} cannot be predicted: {s['reason']}", field="target"
+            )
     known = ", ".join(c.name for c in schema)
-    raise EvaluationError(f"Target {target!r} is not a column of the schema ({known})")
+    raise EvaluationError(
+        f"Target {target!r} is not a column of the schema ({known})", field="target"
+    )
