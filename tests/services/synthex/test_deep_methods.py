@@ -12,6 +12,8 @@ there, so a broken install fails here instead of skipping every test.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -200,9 +202,22 @@ def test_without_torch_choosing_the_method_is_a_400_saying_how_to_install_it(
         assert caught.value.details[0]["reason"] == "torch_not_installed"
 
 
+@needs_torch
 def test_the_registry_finds_both_neural_methods_without_importing_torch() -> None:
     assert methods.method_class("ctgan") is CTGAN
     assert methods.method_class("tvae") is TVAE
+    # In a fresh interpreter: looking the methods up and validating their parameters
+    # must not load PyTorch (the service starts without it).
+    probe = (
+        "import sys\n"
+        "from inwire.services.synthex.generators import methods\n"
+        "for name in ('ctgan', 'tvae'):\n"
+        "    methods.params_model(name).model_validate({'epochs': 3})\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 # -- PyTorch --------------------------------------------------------------------------------
