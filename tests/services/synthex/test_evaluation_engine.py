@@ -407,3 +407,20 @@ def test_html_report_escapes_column_names_and_handles_missing_parts() -> None:
     assert 'id="utility"' not in page
     assert "Fewer than two comparable columns" in page
     assert "no holdout" in page
+
+
+def test_wide_tables_use_fewer_rows_for_pair_trends(real: pl.DataFrame) -> None:
+    # x, y, group, count, flag and day are compared: 15 pairs.
+    wide = evaluate(real, real, SCHEMA, limits=Limits(pair_cells=15 * 300, pair_min_rows=100))
+    trends = wide["quality"]["column_pair_trends"]
+    assert len(trends["pairs"]) == 15
+    assert trends["rows"] == {"real": 300, "synthetic": 300}
+    floor = evaluate(real, real, SCHEMA, limits=Limits(pair_cells=15, pair_min_rows=400))
+    assert floor["quality"]["column_pair_trends"]["rows"]["real"] == 400
+
+
+def test_identical_tables_score_one_even_when_sampled(real: pl.DataFrame) -> None:
+    limits = Limits(quality_rows=200, pair_cells=15 * 100, pair_min_rows=100)
+    r = evaluate(real, real, SCHEMA, limits=limits)
+    assert r["summary"]["column_shapes"] == pytest.approx(1.0)
+    assert r["summary"]["column_pair_trends"] == pytest.approx(1.0)

@@ -67,6 +67,10 @@ class Limits:
 
     #: Rows of each table used for column shapes and pair trends.
     quality_rows: int = 200_000
+    #: Pair trends read at most this many (pairs x rows): wide tables use fewer rows (100
+    #: columns: 40,000 rows), never fewer than ``pair_min_rows``.
+    pair_cells: int = 200_000_000
+    pair_min_rows: int = 5_000
     #: Equal-width bins of a number in a mixed pair's contingency table (as SDMetrics).
     pair_bins: int = 10
     #: Most frequent real categories kept per column in pair tables; the rest are "other".
@@ -428,9 +432,17 @@ def contingency_similarity(
 
 
 def column_pair_trends(
-    real: pl.DataFrame, synthetic: pl.DataFrame, columns: Sequence[_Column], limits: Limits
+    real: pl.DataFrame,
+    synthetic: pl.DataFrame,
+    columns: Sequence[_Column],
+    limits: Limits,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Per-pair similarity of relationships between two columns, and their mean."""
+    n_pairs = len(columns) * (len(columns) - 1) // 2
+    rows = max(limits.pair_min_rows, limits.pair_cells // max(n_pairs, 1))
+    # One seed for both: equal tables give equal samples (identical data still scores 1).
+    real, synthetic = _sample(real, rows, seed + 4), _sample(synthetic, rows, seed + 4)
     numeric = [c for c in columns if c.kind == "numeric"]
     position = {c.name: i for i, c in enumerate(numeric)}
     if len(numeric) >= 2:
@@ -466,7 +478,11 @@ def column_pair_trends(
                     "score": contingency_similarity(ra, rb, sa, sb, kb),
                 }
             pairs.append(entry)
-    return {"score": _mean([p["score"] for p in pairs]), "pairs": pairs}
+    return {
+        "score": _mean([p["score"] for p in pairs]),
+        "rows": {"real": real.height, "synthetic": synthetic.height},
+        "pairs": pairs,
+    }
 
 
 # -- features for tree models ------------------------------------------------------------
@@ -1040,14 +1056,15 @@ def _evaluate(
 
     report_progress(0.05, "column shapes")
     started = time.perf_counter()
+    # One seed for both: equal tables give equal samples (identical data still scores 1).
     real_q = _sample(real_n, limits.quality_rows, seed + 1)
-    syn_q = _sample(syn_n, limits.quality_rows, seed + 2)
+    syn_q = _sample(syn_n, limits.quality_rows, seed + 1)
     shapes = column_shapes(real_q, syn_q, columns, limits)
     timer.measure("column_shapes", started)
 
     report_progress(0.2, "column-pair trends")
     started = time.perf_counter()
-    trends = column_pair_trends(real_q, syn_q, columns, limits)
+    trends = column_pair_trends(real_q, syn_q, columns, limits, seed)
     timer.measure("column_pair_trends", started)
     parts = [s for s in (shapes["score"], trends["score"]) if s is not None]
     quality_score = float(np.mean(parts)) if parts else None
