@@ -107,6 +107,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         app_factory="inwire.services.training.app:create_app",
         settings_class="inwire.services.training.settings:TrainingSettings",
     ),
+    ServiceSpec(
+        name="modelops",
+        package="inwire.services.modelops",
+        port=18087,
+        prefix="/modelops",
+        app_factory="inwire.services.modelops.app:create_app",
+        settings_class="inwire.services.modelops.settings:ModelOpsSettings",
+    ),
 )
 
 #: The API gateway: not a service (no database, no prefix), but ``inwire up`` runs it in

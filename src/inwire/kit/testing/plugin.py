@@ -230,3 +230,28 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     assert {"code", "message", "details"} <= set(body["error"]), body
     if code is not None:
         assert body["error"]["code"] == code, body
+
+
+async def schema_drift(app: FastAPI, metadata: Any) -> tuple[list[Any], list[str]]:
+    """What the started ``app``'s migrated database lacks against ``metadata`` (Alembic's
+    autogenerate diff, empty when migrations and models agree), and its table names."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    def diff(connection: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, kind, _: (
+                    not (kind == "table" and str(name).startswith("alembic_version"))
+                ),
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+    async with app.state.db.engine.connect() as conn:
+        changes = await conn.run_sync(diff)
+        names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    return changes, list(names)

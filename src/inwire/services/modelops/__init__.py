@@ -1,0 +1,1 @@
+"""ModelOps: the model registry (registered models, versions, aliases, stages, lineage)."""

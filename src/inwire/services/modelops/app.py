@@ -1,0 +1,110 @@
+"""ModelOps' app: the model registry (and, as they arrive, builds and deployments)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import import_module
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi import FastAPI
+
+from inwire.kit.app import create_service_app
+from inwire.kit.events import OutboxRelay, open_event_bus
+from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
+from inwire.kit.storage import open_object_store
+from inwire.services.modelops.db import JOB_TABLES, OUTBOX
+from inwire.services.modelops.settings import ModelOpsSettings
+from inwire.services.modelops.tables import CONCEPTS
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Job types and the functions that run them, by import path: a worker process imports
+#: only the one it runs. A type whose module does not exist yet is not offered.
+JOB_TYPES: dict[str, str] = {
+    "modelops.build": "inwire.services.modelops.builds.jobs:build",
+}
+
+#: Routes whose request body is a model's files: exempt from ``max_body_bytes``, they
+#: stream to the object store and count against ``max_upload_bytes`` instead.
+UPLOAD_ROUTES = re.compile(r"/api/v1/models/[^/]+/versions/upload")
+
+
+def job_registry() -> JobRegistry:
+    """Every job type whose module exists in this installation."""
+    return JobRegistry.installed(JOB_TYPES)
+
+
+def create_app(
+    settings: ModelOpsSettings | None = None,
+    peers: Any = None,
+    *,
+    job_policy: JobPolicy | None = None,
+) -> FastAPI:
+    """Build ModelOps. Nothing happens until the app starts.
+
+    ``job_policy`` changes the job timings (tests shrink them); the default suits real work.
+    """
+    settings = settings or ModelOpsSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Run artifacts are read from Model Training's store; the same store object when
+        # the URLs match (a memory:// store is private to the object that opened it).
+        shared = settings.training_store_url == settings.storage_url
+        training_store = (
+            app.state.storage if shared else open_object_store(settings.training_store_url)
+        )
+        app.state.training_store = training_store
+        bus = open_event_bus(settings.events_url)
+        relay = OutboxRelay(app.state.db, bus, OUTBOX)
+        relay.start()
+        try:
+            async with run_jobs(app, policy=job_policy):
+                yield
+        finally:
+            await relay.stop()
+            await bus.close()
+            if not shared:
+                await training_store.close()
+
+    app = create_service_app(
+        settings,
+        title="Inwire ModelOps",
+        description=(
+            "The model registry: registered models and their versions (from training runs "
+            "or uploaded), flavors, signatures, aliases, stages, tags, model cards and lineage."
+        ),
+        routers=_routers(),
+        migrations=MIGRATIONS,
+        lifespan=lifespan,
+        storage=True,
+        body_limit_exempt=[UPLOAD_ROUTES],
+    )
+    app.state.jobs = JobService(JOB_TABLES, job_registry())
+    app.state.peers = peers
+    return app
+
+
+def _concept_router(name: str) -> ModuleType | None:
+    module_name = f"inwire.services.modelops.{name}.router"
+    try:
+        return import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (module_name, module_name.rpartition(".")[0]):
+            raise
+        return None
+
+
+def _routers() -> list[Any]:
+    """Every /api/v1 router of ModelOps; a concept's router appears here once it exists."""
+    routers: list[Any] = []
+    for name in CONCEPTS:
+        module = _concept_router(name)
+        if module is not None:
+            routers.extend(getattr(module, "routers", None) or [module.router])
+    routers.append(jobs_router())
+    return routers
