@@ -68,6 +68,16 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return sqlite.insert(table)
 
 
+#: The metric insert per dialect, in the driver's own parameter style (the connection's
+#: search_path finds the service's schema on PostgreSQL).
+_INSERT_METRICS = {
+    "sqlite": 'INSERT INTO metrics (run_id, "key", step, "timestamp", value, is_nan) '
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    "postgresql": 'INSERT INTO metrics (run_id, "key", step, "timestamp", value, is_nan) '
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+}
+
+
 class RunRepository(RepositoryBase[Run]):
     """Runs of one organization, and the run search."""
 
@@ -262,7 +272,7 @@ class ParamRepository(RepositoryBase[RunParam]):
                 RunParam.run_id == run_id, RunParam.key.in_(list(keys))
             )
         )
-        return dict(rows.all())  # type: ignore[arg-type]
+        return dict(rows.all())
 
     async def insert_new(self, run_id: str, params: Mapping[str, str]) -> None:
         """Insert params (known to be new); one executemany."""
@@ -323,20 +333,12 @@ class MetricRepository(RepositoryBase[Metric]):
         latest value forward."""
         if not rows:
             return
-        table = Metric.__table__
-        await self.session.execute(
-            _insert(self.session, table).on_conflict_do_nothing(),
-            [
-                {
-                    "run_id": run_id,
-                    "key": r.key,
-                    "step": r.step,
-                    "timestamp": r.timestamp,
-                    "value": r.value,
-                    "is_nan": r.is_nan,
-                }
-                for r in rows
-            ],
+        # The driver's executemany with plain tuples: SQLAlchemy's per-row parameter
+        # processing costs more than the insert itself at a thousand rows.
+        conn = await self.session.connection()
+        await conn.exec_driver_sql(
+            _INSERT_METRICS[_dialect(self.session)],
+            [(run_id, r.key, r.step, r.timestamp, r.value, r.is_nan) for r in rows],
         )
         latest: dict[str, MetricRow] = {}
         for r in rows:
@@ -361,7 +363,7 @@ class MetricRepository(RepositoryBase[Metric]):
             where=tuple_(new.step, new.timestamp, new.value)
             > tuple_(LatestMetric.step, LatestMetric.timestamp, LatestMetric.value),
         )
-        await self.session.execute(
+        await conn.execute(
             stmt,
             [
                 {
@@ -399,8 +401,10 @@ class MetricRepository(RepositoryBase[Metric]):
     def _history(
         self, run_id: str, key: str, step_min: int | None, step_max: int | None
     ) -> Select[Any]:
-        columns: list[Any] = [Metric.step, Metric.value, Metric.timestamp, Metric.is_nan]
-        stmt: Select[Any] = select(*columns).where(Metric.run_id == run_id, Metric.key == key)
+        c = Metric.__table__.c
+        stmt: Select[Any] = select(c.step, c.value, c.timestamp, c.is_nan).where(
+            c.run_id == run_id, c.key == key
+        )
         if step_min is not None:
             stmt = stmt.where(Metric.step >= step_min)
         if step_max is not None:
@@ -430,7 +434,8 @@ class MetricRepository(RepositoryBase[Metric]):
             .offset(offset)
             .limit(limit)
         )
-        rows = await self.session.execute(stmt)
+        conn = await self.session.connection()
+        rows = await conn.execute(stmt)
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def history_stream(
@@ -446,7 +451,8 @@ class MetricRepository(RepositoryBase[Metric]):
         stmt = self._history(run_id, key, step_min, step_max).order_by(
             Metric.step, Metric.timestamp, Metric.value
         )
-        result = await self.session.stream(stmt.execution_options(yield_per=partition))
+        conn = await self.session.connection()
+        result = await conn.stream(stmt.execution_options(yield_per=partition))
         async for rows in result.partitions(partition):
             yield rows
 
