@@ -161,36 +161,40 @@ class TableEncoding:
         specs = {c.name: c for c in schema}
         encoding = cls(columns=list(data.columns))
         n = max(data.height, 1)
+        discrete: list[str] = []
         for name in data.columns:
             series = data.get_column(name)
             spec = specs.get(name) or ColumnSpec(name=name, type=type_of_dtype(series.dtype))
-            missing = series.null_count() / n
-            if series.dtype.is_float():
-                missing = (series.null_count() + int(series.is_nan().sum())) / n
-            if is_continuous(spec, series.dtype):
-                values = to_float(series)
-                finite = values[np.isfinite(values)]
-                low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 0)
-                whole = spec.type == ColumnType.integer or not series.dtype.is_float()
-                encoding.continuous.append(
-                    ContinuousColumn(name, series.dtype, whole, low, high, missing)
+            if not is_continuous(spec, series.dtype):
+                discrete.append(name)
+                continue
+            values = to_float(series)
+            present = np.isfinite(values)
+            finite = values[present]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 0)
+            whole = spec.type == ColumnType.integer or not series.dtype.is_float()
+            missing = 1.0 - finite.size / n
+            encoding.continuous.append(
+                ContinuousColumn(name, series.dtype, whole, low, high, missing)
+            )
+        # Every discrete column's categories in one query (a query per column costs more
+        # than the counting): most frequent first, ties by value, so the order (and with
+        # it every code) is the same on every run.
+        counts = data.select(_category_counts(name) for name in discrete) if discrete else None
+        for name in discrete:
+            assert counts is not None
+            table = counts.get_column(name)[0]
+            frequency = table.struct.field(COUNT).to_numpy().astype(np.float64)
+            total = max(float(frequency.sum()), 1.0)
+            encoding.discrete.append(
+                DiscreteColumn(
+                    name,
+                    data.schema[name],
+                    table.struct.field(name).alias(name),
+                    frequency / total,
+                    1.0 - total / n if data.height else 0.0,
                 )
-            else:
-                counts = (
-                    series.drop_nulls()
-                    .value_counts(sort=True, name="count")
-                    .sort(["count", name], descending=[True, False], nulls_last=True)
-                )
-                total = max(int(counts["count"].sum()), 1)
-                encoding.discrete.append(
-                    DiscreteColumn(
-                        name,
-                        series.dtype,
-                        counts.get_column(name),
-                        counts["count"].to_numpy().astype(np.float64) / total,
-                        missing,
-                    )
-                )
+            )
         return encoding
 
     @property
@@ -205,12 +209,17 @@ class TableEncoding:
 
     def encode(self, data: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``data`` as (continuous float64 matrix with NaN, discrete int64 matrix with -1)."""
-        numbers = np.empty((data.height, len(self.continuous)), dtype=np.float64)
+        # Column-major: every column is written and read as one contiguous run.
+        numbers = np.empty((len(self.continuous), data.height), dtype=np.float64).T
         for j, c in enumerate(self.continuous):
             numbers[:, j] = to_float(data.get_column(c.name))
-        codes = np.empty((data.height, len(self.discrete)), dtype=np.int64)
-        for j, d in enumerate(self.discrete):
-            codes[:, j] = encode_codes(data.get_column(d.name), d.categories)
+        codes = np.empty((len(self.discrete), data.height), dtype=np.int64).T
+        if self.discrete:
+            coded = data.select(
+                _to_codes(d.name, d.categories, data.schema[d.name]) for d in self.discrete
+            )
+            for j, d in enumerate(self.discrete):
+                codes[:, j] = coded.get_column(d.name).to_numpy()
         return numbers, codes
 
     def decode(self, numbers: np.ndarray, codes: np.ndarray) -> pl.DataFrame:
@@ -218,9 +227,12 @@ class TableEncoding:
         series: dict[str, pl.Series] = {}
         for j, c in enumerate(self.continuous):
             series[c.name] = from_float(numbers[:, j], c)
-        for j, d in enumerate(self.discrete):
-            series[d.name] = decode_codes(codes[:, j], d)
         height = numbers.shape[0] if self.continuous else codes.shape[0]
+        if self.discrete:
+            coded = pl.DataFrame(
+                {d.name: codes[:, j] for j, d in enumerate(self.discrete)}, height=height
+            ).select(_from_codes(d) for d in self.discrete)
+            series.update({name: coded.get_column(name) for name in coded.columns})
         return pl.DataFrame([series[name] for name in self.columns], height=height)
 
 
@@ -237,12 +249,63 @@ def type_of_dtype(dtype: pl.DataType) -> ColumnType:
     return ColumnType.categorical
 
 
+#: Name of the count field in category tables (not a name a data column is likely to have).
+COUNT = "__synthex_count"
+
+
+def _category_counts(name: str) -> pl.Expr:
+    """A one-row list of (value, count) structs, most frequent first, ties by value."""
+    element = pl.element()
+    return (
+        pl.col(name)
+        .drop_nulls()
+        .value_counts(name=COUNT)
+        .implode()
+        .list.eval(
+            element.sort_by(
+                element.struct.field(COUNT), element.struct.field(name), descending=[True, False]
+            )
+        )
+    )
+
+
+def _to_codes(name: str, categories: pl.Series, dtype: pl.DataType) -> pl.Expr:
+    """Codes of a column into ``categories``; missing or unseen values → -1."""
+    return (
+        pl.col(name)
+        .replace_strict(
+            categories.cast(dtype, strict=False),
+            pl.int_range(categories.len(), dtype=pl.Int64, eager=True),
+            default=-1,
+            return_dtype=pl.Int64,
+        )
+        .alias(name)
+    )
+
+
+def _from_codes(column: DiscreteColumn) -> pl.Expr:
+    """Values of a column of codes (-1 → missing)."""
+    return (
+        pl.col(column.name)
+        .replace_strict(
+            pl.int_range(column.categories.len(), dtype=pl.Int64, eager=True),
+            column.categories,
+            default=None,
+            return_dtype=column.dtype,
+        )
+        .alias(column.name)
+    )
+
+
 def to_float(series: pl.Series) -> np.ndarray:
     """A numeric or temporal column as float64; temporal values by their physical value
     (epoch in the column's unit: days for dates, µs/ns/ms for datetimes); missing → NaN."""
     if series.dtype.is_temporal():
         series = series.to_physical()
-    return series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64, copy=False)
+    if series.dtype == pl.Boolean:
+        series = series.cast(pl.Float64)
+    values: np.ndarray = series.to_numpy()  # numbers with nulls come back as float NaN
+    return values.astype(np.float64, copy=False)
 
 
 def from_float(values: np.ndarray, column: ContinuousColumn) -> pl.Series:
@@ -267,12 +330,3 @@ def encode_codes(series: pl.Series, categories: pl.Series) -> np.ndarray:
         lookup, on="value", how="left", maintain_order="left"
     )
     return joined.get_column("code").fill_null(-1).to_numpy().astype(np.int64, copy=False)
-
-
-def decode_codes(codes: np.ndarray, column: DiscreteColumn) -> pl.Series:
-    """Codes back to values of ``column`` (``-1`` → missing)."""
-    size = column.categories.len()
-    # The slot after the last category holds a null: -1 codes point there.
-    values = column.categories.extend_constant(None, 1)
-    index = pl.Series(np.where(codes < 0, size, codes).astype(np.int64))
-    return values.gather(index).alias(column.name).cast(column.dtype)

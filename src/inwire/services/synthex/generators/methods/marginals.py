@@ -241,7 +241,7 @@ class TableMarginals:
     ) -> np.ndarray:
         """Uniform scores, one column per dimension (NaN where a number is missing)."""
         rows = numbers.shape[0] if self.continuous else codes.shape[0]
-        u = np.empty((rows, self.dimensions))
+        u = np.empty((self.dimensions, rows)).T  # column-major: each dimension contiguous
         for j, m in enumerate(self.continuous):
             u[:, j] = m.to_uniform(numbers[:, j], rng)
         offset = len(self.continuous)
@@ -254,11 +254,11 @@ class TableMarginals:
 
     def from_uniform(self, u: np.ndarray) -> pl.DataFrame:
         """The frame for a matrix (rows, dimensions) of uniform scores."""
-        numbers = np.empty((u.shape[0], len(self.continuous)))
+        numbers = np.empty((len(self.continuous), u.shape[0])).T
         for j, m in enumerate(self.continuous):
             numbers[:, j] = m.from_uniform(u[:, j])
         offset = len(self.continuous)
-        codes = np.empty((u.shape[0], len(self.discrete)), dtype=np.int64)
+        codes = np.empty((len(self.discrete), u.shape[0]), dtype=np.int64).T
         for j, d in enumerate(self.discrete):
             codes[:, j] = d.from_uniform(u[:, offset + j])
         offset += len(self.discrete)
