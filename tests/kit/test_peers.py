@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import threading
 import time
@@ -102,6 +103,15 @@ def _peer_app() -> FastAPI:
             body = {"error": {"code": "SERVICE_UNAVAILABLE", "message": "busy", "details": []}}
             return JSONResponse(body, status_code=status)
         return JSONResponse({"data": {"attempts": attempts[key]}})
+
+    @app.put("/api/v1/upload/{name}")
+    async def upload(name: str, request: Request) -> dict[str, Any]:
+        size, digest = 0, hashlib.sha256()
+        async for chunk in request.stream():
+            size += len(chunk)
+            digest.update(chunk)
+        kind = request.headers.get("content-type")
+        return {"data": {"name": name, "size": size, "sha256": digest.hexdigest(), "type": kind}}
 
     @app.get("/api/v1/blob")
     async def blob() -> Response:
@@ -211,6 +221,25 @@ async def test_stream_yields_a_raw_body_in_chunks(make_client: MakeClient) -> No
     with pytest.raises(NotFound):
         async with client.stream("/api/v1/items/missing"):
             pass
+
+
+async def test_upload_streams_a_raw_body_from_bytes_or_chunks(make_client: MakeClient) -> None:
+    client = make_client()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(8):
+            yield bytes([i]) * 100_000
+
+    whole = b"".join([c async for c in chunks()])
+    sent = await client.upload("/api/v1/upload/a.bin", chunks())
+    assert sent == {
+        "name": "a.bin",
+        "size": len(whole),
+        "sha256": hashlib.sha256(whole).hexdigest(),
+        "type": "application/octet-stream",
+    }
+    sent = await client.upload("/api/v1/upload/b.txt", b"hi", content_type="text/plain")
+    assert (sent["size"], sent["type"]) == (2, "text/plain")
 
 
 async def test_get_page_returns_data_and_meta(make_client: MakeClient) -> None:

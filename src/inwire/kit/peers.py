@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -92,6 +92,17 @@ class _Transport(Protocol):
         self, url: str, headers: Mapping[str, str], params: list[tuple[str, str]], chunk: int
     ) -> AbstractAsyncContextManager[tuple[_Reply, AsyncIterator[bytes]]]:
         """GET ``url``; the reply (body read only for errors) and its body's chunks."""
+        ...
+
+    async def upload(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterable[bytes],
+        params: list[tuple[str, str]],
+    ) -> _Reply:
+        """Send a raw body (streamed when it is an async iterable); no total time limit."""
         ...
 
     async def close(self) -> None: ...
@@ -160,6 +171,33 @@ class _AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise Unavailable(f"Peer at {url} is unreachable: {type(exc).__name__}: {exc}") from exc
 
+    async def upload(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterable[bytes],
+        params: list[tuple[str, str]],
+    ) -> _Reply:
+        import aiohttp
+
+        # An upload may take longer than ``timeout``; only a stalled read times out.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
+        try:
+            async with self._client().request(
+                method,
+                url,
+                headers=dict(headers),
+                data=body,
+                params=params or None,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
+                data = await resp.read()
+                return _Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, data)
+        except aiohttp.ClientError as exc:
+            raise Unavailable(f"Peer at {url} is unreachable: {type(exc).__name__}: {exc}") from exc
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -215,6 +253,31 @@ class _AsgiTransport:
                 yield _Reply(resp.status_code, lowered, body), resp.aiter_bytes(chunk)
         except httpx.TransportError as exc:
             raise Unavailable(f"Peer app is unreachable: {type(exc).__name__}: {exc}") from exc
+
+    async def upload(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | AsyncIterable[bytes],
+        params: list[tuple[str, str]],
+    ) -> _Reply:
+        import httpx
+
+        try:
+            resp = await self._client.request(
+                method,
+                url,
+                headers=headers,
+                content=body,
+                params=tuple(params) or None,
+                timeout=None,
+            )
+        except httpx.TransportError as exc:
+            raise Unavailable(f"Peer app is unreachable: {type(exc).__name__}: {exc}") from exc
+        return _Reply(
+            resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -435,6 +498,32 @@ class ServiceClient:
             if not 200 <= reply.status < 300:
                 self._unwrap(reply)
             yield chunks
+
+    async def upload(
+        self,
+        path: str,
+        body: bytes | AsyncIterable[bytes],
+        *,
+        method: str = "PUT",
+        content_type: str = "application/octet-stream",
+        params: QueryParams | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send a raw body (an artifact, a file) and return the envelope's ``data``.
+
+        ``body`` is the bytes or an async iterable of chunks, streamed as it is read, so
+        memory stays bounded for any size. Not retried (a stream cannot be replayed);
+        ``timeout`` applies to each read of the reply, not to the whole upload.
+        """
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        sent = await self._headers(
+            {"Content-Type": content_type, **(headers or {})}, has_body=False
+        )
+        reply = await self._transport.upload(
+            method.upper(), url, sent, body, _encode_params(params)
+        )
+        data, _ = self._unwrap(reply)
+        return data
 
     async def close(self) -> None:
         """Close pooled connections; the client must not be used afterwards."""
