@@ -8,12 +8,14 @@ import pytest
 
 from inwire.services.core.settings import CoreSettings
 from inwire.services.synthex.settings import SynthexSettings
+from inwire.services.training.settings import TrainingSettings
 
 DOCS = Path(__file__).parents[1] / "docs"
 
 
 @pytest.mark.parametrize(
-    ("settings", "guide"), [(CoreSettings, "core.md"), (SynthexSettings, "synthex.md")]
+    ("settings", "guide"),
+    [(CoreSettings, "core.md"), (SynthexSettings, "synthex.md"), (TrainingSettings, "training.md")],
 )
 def test_every_setting_appears_in_the_user_guide(settings: type, guide: str) -> None:
     text = (DOCS / guide).read_text()
