@@ -7,10 +7,12 @@ organization id, and every select, update and delete it makes carries
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, String, delete, func, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -156,6 +158,41 @@ class RepositoryBase(Generic[M]):
     def _column(self, name: str) -> InstrumentedAttribute[Any] | None:
         attr = getattr(self.model, name, None)
         return attr if isinstance(attr, InstrumentedAttribute) else None
+
+
+def like_escape(text: str) -> str:
+    """``text`` with LIKE's wildcards escaped by a backslash (pass ``escape="\\\\"``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def case_sensitive_like(column: Any, pattern: str, dialect: str) -> ColumnElement[bool]:
+    """``column LIKE pattern`` with ``%`` and ``_`` wildcards, case-sensitive everywhere.
+
+    SQLite's LIKE ignores ASCII case, so there the pattern becomes a GLOB (``*``, ``?``,
+    with ``*?[`` taken literally); PostgreSQL's LIKE is case-sensitive already.
+    """
+    if dialect != "sqlite":
+        return column.like(pattern)  # type: ignore[no-any-return]
+    glob = "".join(
+        "*" if ch == "%" else "?" if ch == "_" else f"[{ch}]" if ch in "*?[" else ch
+        for ch in pattern
+    )
+    return column.op("GLOB")(glob)  # type: ignore[no-any-return]
+
+
+def json_object_has(
+    column: Any, key: str, value: str | None = None, *, dialect: str
+) -> ColumnElement[bool]:
+    """A JSON-object column (``{"key": "value"}``) holds ``key`` (with ``value`` if given).
+
+    The object is stored as ``json.dumps`` text on both databases, so a key and its string
+    value appear in it exactly as ``json.dumps`` writes them; quotes inside values are
+    escaped there, so a value cannot fake a key. The match is a case-sensitive substring
+    search (``instr`` on SQLite, ``strpos`` on PostgreSQL), no LIKE wildcards involved.
+    """
+    needle = json.dumps(key) + ": " + (json.dumps(value) if value is not None else "")
+    find = func.instr if dialect == "sqlite" else func.strpos
+    return find(sql_cast(column, String), needle) > 0
 
 
 def _integrity_reason(exc: IntegrityError) -> str:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 19:11:43.539867
+Create Date: 2026-11-26 19:18:20.210953
 """
 
 from collections.abc import Sequence
@@ -92,6 +92,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_jobs_type"), ["type"], unique=False)
 
     op.create_table(
+        "registered_models",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=250), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("model_card", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("last_version", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_registered_models")),
+        sa.UniqueConstraint(
+            "organization_id", "name", name=op.f("uq_registered_models_organization_id_name")
+        ),
+    )
+    with op.batch_alter_table("registered_models", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_registered_models_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_registered_models_organization_id"), ["organization_id"], unique=False
+        )
+
+    op.create_table(
         "job_logs",
         sa.Column("job_id", sa.String(length=40), nullable=False),
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
@@ -103,12 +128,115 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("job_id", "seq", name=op.f("pk_job_logs")),
     )
+    op.create_table(
+        "model_versions",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("model_id", sa.String(length=40), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("status_message", sa.Text(), nullable=False),
+        sa.Column("stage", sa.String(length=16), nullable=False),
+        sa.Column("source_kind", sa.String(length=10), nullable=False),
+        sa.Column("source", sa.String(length=1100), nullable=False),
+        sa.Column("run_id", sa.String(length=100), nullable=True),
+        sa.Column("lineage", sa.JSON(), nullable=False),
+        sa.Column("flavor", sa.String(length=32), nullable=True),
+        sa.Column("flavors", sa.JSON(), nullable=False),
+        sa.Column("signature", sa.JSON(), nullable=True),
+        sa.Column("signature_source", sa.String(length=10), nullable=True),
+        sa.Column("input_example", sa.JSON(), nullable=False),
+        sa.Column("file_count", sa.Integer(), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("storage_prefix", sa.String(length=400), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model_id"],
+            ["registered_models.id"],
+            name=op.f("fk_model_versions_model_id_registered_models"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_versions")),
+        sa.UniqueConstraint("model_id", "version", name=op.f("uq_model_versions_model_id_version")),
+    )
+    with op.batch_alter_table("model_versions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_model_versions_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_model_versions_flavor"), ["flavor"], unique=False)
+        batch_op.create_index(
+            "ix_model_versions_model_id_stage", ["model_id", "stage"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_model_versions_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_model_versions_run_id"), ["run_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_model_versions_status"), ["status"], unique=False)
+
+    op.create_table(
+        "model_aliases",
+        sa.Column("model_id", sa.String(length=40), nullable=False),
+        sa.Column("alias", sa.String(length=255), nullable=False),
+        sa.Column("version_id", sa.String(length=40), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model_id"],
+            ["registered_models.id"],
+            name=op.f("fk_model_aliases_model_id_registered_models"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_model_aliases_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("model_id", "alias", name=op.f("pk_model_aliases")),
+    )
+    with op.batch_alter_table("model_aliases", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_model_aliases_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_model_aliases_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_model_aliases_version_id"), ["version_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("model_aliases", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_aliases_version_id"))
+        batch_op.drop_index(batch_op.f("ix_model_aliases_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_model_aliases_created_at"))
+
+    op.drop_table("model_aliases")
+    with op.batch_alter_table("model_versions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_versions_status"))
+        batch_op.drop_index(batch_op.f("ix_model_versions_run_id"))
+        batch_op.drop_index(batch_op.f("ix_model_versions_organization_id"))
+        batch_op.drop_index("ix_model_versions_model_id_stage")
+        batch_op.drop_index(batch_op.f("ix_model_versions_flavor"))
+        batch_op.drop_index(batch_op.f("ix_model_versions_created_at"))
+
+    op.drop_table("model_versions")
     op.drop_table("job_logs")
+    with op.batch_alter_table("registered_models", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_registered_models_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_registered_models_created_at"))
+
+    op.drop_table("registered_models")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_type"))
         batch_op.drop_index("ix_jobs_status_next_attempt_at")
