@@ -66,3 +66,15 @@ def test_upload_routes_are_exactly_the_artifact_upload_routes() -> None:
 def test_only_job_types_whose_module_exists_are_registered() -> None:
     registry = job_registry()
     assert set(registry.types) <= {"training.train", "training.tune"}
+
+
+async def test_openapi_document_resolves_every_reference(client: httpx.AsyncClient) -> None:
+    import json
+    import re
+
+    doc = (await client.get("/openapi.json")).json()
+    refs = set(re.findall(r'"\$ref": "([^"]+)"', json.dumps(doc)))
+    assert {r.rpartition("/")[2] for r in refs} <= set(doc["components"]["schemas"])
+    assert "/api/v1/runs/{run_id}/metrics" in doc["paths"]
+    body = doc["paths"]["/api/v1/runs/{run_id}/metrics"]["post"]["requestBody"]
+    assert "application/json" in body["content"]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic_core
 from fastapi import BackgroundTasks, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
 from inwire.kit.auth import Principal, require
@@ -204,11 +204,25 @@ async def delete_tag(run_id: str, key: str, session: SessionDep, who: Updater) -
     return Response(status_code=204)
 
 
-def _body_doc(schema: type[BaseModel] | Any) -> dict[str, Any]:
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/…`` reference replaced by its definition."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline(defs[ref.rpartition("/")[2]], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _body_doc(schema: Any) -> dict[str, Any]:
+    """The OpenAPI request body of a route that parses its JSON itself."""
+    raw = TypeAdapter(schema).json_schema()
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": TypeAdapter(schema).json_schema()}},
+            "content": {"application/json": {"schema": _inline(raw, raw.get("$defs", {}))}},
         }
     }
 
