@@ -9,12 +9,8 @@ from sqlalchemy import String, cast
 
 from inwire.kit.api import ListQuery
 from inwire.kit.db import RepositoryBase
+from inwire.kit.db.repository import like_escape
 from inwire.services.training.experiments.models import Experiment
-
-
-def like_escape(text: str) -> str:
-    """``text`` with LIKE's wildcards escaped by a backslash (use ``escape="\\\\"``)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class ExperimentRepository(RepositoryBase[Experiment]):
