@@ -166,18 +166,27 @@ def like_escape(text: str) -> str:
 
 
 def case_sensitive_like(column: Any, pattern: str, dialect: str) -> ColumnElement[bool]:
-    """``column LIKE pattern`` with ``%`` and ``_`` wildcards, case-sensitive everywhere.
+    """``column LIKE pattern`` with ``%`` and ``_`` wildcards and ``\\`` escaping the next
+    character (PostgreSQL's default), case-sensitive everywhere.
 
     SQLite's LIKE ignores ASCII case, so there the pattern becomes a GLOB (``*``, ``?``,
-    with ``*?[`` taken literally); PostgreSQL's LIKE is case-sensitive already.
+    with ``*?[`` and escaped characters taken literally).
     """
     if dialect != "sqlite":
         return column.like(pattern)  # type: ignore[no-any-return]
-    glob = "".join(
-        "*" if ch == "%" else "?" if ch == "_" else f"[{ch}]" if ch in "*?[" else ch
-        for ch in pattern
-    )
-    return column.op("GLOB")(glob)  # type: ignore[no-any-return]
+    glob: list[str] = []
+    escaped = False
+    for ch in pattern:
+        if escaped:
+            glob.append(f"[{ch}]" if ch in "*?[" else ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "%_":
+            glob.append("*" if ch == "%" else "?")
+        else:
+            glob.append(f"[{ch}]" if ch in "*?[" else ch)
+    return column.op("GLOB")("".join(glob))  # type: ignore[no-any-return]
 
 
 def json_object_has(
