@@ -29,3 +29,12 @@ def test_inwire_exports_the_clients_lazily() -> None:
     assert inwire.AsyncClient is AsyncClient
     with pytest.raises(AttributeError):
         _ = inwire.Nothing  # type: ignore[attr-defined]
+
+
+def test_inwire_exports_the_tracking_functions_lazily() -> None:
+    import inwire
+    from inwire.sdk import tracking
+
+    for name in ("start_run", "log_metric", "log_params", "set_tag", "flush", "active_run"):
+        assert getattr(inwire, name) is getattr(tracking, name)
+        assert name in inwire.__all__

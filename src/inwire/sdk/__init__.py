@@ -18,14 +18,18 @@ from inwire.sdk.client import DEFAULT_URL, AsyncClient, Client
 from inwire.sdk.discover import service_at
 from inwire.sdk.retry import RetryPolicy
 from inwire.sdk.session import Tokens
+from inwire.sdk.tracking import ActiveRun, TrackingError, start_run
 
 __all__ = [
     "DEFAULT_URL",
+    "ActiveRun",
     "AsyncClient",
     "Client",
     "RetryPolicy",
     "Tokens",
+    "TrackingError",
     "errors",
     "models",
     "service_at",
+    "start_run",
 ]

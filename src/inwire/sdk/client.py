@@ -23,6 +23,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from inwire.contracts.core import GATEWAY_PREFIX, Caller, CoreClient, TokenGrant
+from inwire.contracts.training import GATEWAY_PREFIX as TRAINING_PREFIX
+from inwire.contracts.training import TrainingClient
 from inwire.kit.peers import ASGIApp
 from inwire.sdk.core import AsyncCore
 from inwire.sdk.core_sync import Core
@@ -40,6 +42,10 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 class _Core(PlatformCalls, CoreClient):
     """Core's contract client with the SDK's credentials, refresh and retries."""
+
+
+class _Training(PlatformCalls, TrainingClient):
+    """Model Training's contract client with the SDK's credentials, refresh and retries."""
 
 
 def _address(
@@ -126,6 +132,14 @@ class AsyncClient:
         )
         self.session.core = core
         self.core = AsyncCore(core, self.session)
+        #: Model Training's typed contract client (async), used by ``inwire.start_run``.
+        self.training_api: TrainingClient = _Training(
+            "training",
+            **_address("training", TRAINING_PREFIX, self.url, None, services or {}),
+            timeout=timeout,
+            session=self.session,
+            retry=self.retry,
+        )
 
     @property
     def tokens(self) -> Tokens | None:
@@ -152,6 +166,7 @@ class AsyncClient:
     async def close(self) -> None:
         """Close pooled connections; the client must not be used afterwards."""
         await self.core.api.close()
+        await self.training_api.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -218,6 +233,8 @@ class Client:
         self._loop = LoopThread()
         self.url = self._async.url
         self.core = Core(self._async.core, self._loop.run)
+        #: Model Training's async contract client; run its calls with :meth:`run`.
+        self.training_api = self._async.training_api
         # A client dropped without close() still releases its connections and thread.
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._async)
 

@@ -110,6 +110,12 @@ class PlatformCalls(ServiceClient):
             )
             await asyncio.sleep(delay)
 
+    async def _token(self) -> str | None:
+        # Uploads and streamed downloads do not pass through request(): they take the
+        # session's credential here (without the refresh-and-retry, as a stream cannot be
+        # replayed).
+        return None if is_anonymous() else await self.session.bearer()
+
     def _explain(self, exc: InwireError, method: str, path: str) -> InwireError:
         """Name the service and address in errors the transport raised (not the server)."""
         # kit.peers raises Unavailable `from` the HTTP library's connection error and
