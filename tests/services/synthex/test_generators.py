@@ -424,3 +424,23 @@ async def test_worker_killed_mid_generation_leaves_no_half_version_and_retries_o
     versions = (await client.get(f"/api/v1/datasets/{out}/versions", headers=auth())).json()
     assert versions["meta"]["total"] == 1
     assert versions["data"][0]["rows"] == 3_000_000
+
+
+async def test_a_pinned_version_blocks_its_delete_unless_forced_and_runs_go_with_it(
+    client: httpx.AsyncClient, auth: Auth, wait_job: WaitJob
+) -> None:
+    ds = await dataset(client, auth, wait_job)
+    version = ds["latest_version_id"]
+    r = await new_generator(client, auth("member"), dataset_id=ds["id"], version_id=version)
+    gen = r.json()["data"]
+    await generated(client, auth, wait_job, gen["id"], rows=10, evaluate=False)
+    url = f"/api/v1/datasets/{ds['id']}/versions/{version}"
+    blocked = await client.delete(url, headers=auth("member"))
+    assert_error(blocked, 409)
+    assert gen["id"] in blocked.text
+    forced = await client.delete(f"{url}?force=true", headers=auth("member"))
+    assert forced.status_code == 204, forced.text
+    after = (await client.get(f"/api/v1/generators/{gen['id']}", headers=auth())).json()["data"]
+    assert after["version_id"] is None  # the pin is cleared; the generator stays
+    runs = await client.get(f"/api/v1/generators/{gen['id']}/generations", headers=auth())
+    assert runs.json()["meta"]["total"] == 0  # a run's records go with its source version
