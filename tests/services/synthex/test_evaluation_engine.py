@@ -424,3 +424,12 @@ def test_identical_tables_score_one_even_when_sampled(real: pl.DataFrame) -> Non
     r = evaluate(real, real, SCHEMA, limits=limits)
     assert r["summary"]["column_shapes"] == pytest.approx(1.0)
     assert r["summary"]["column_pair_trends"] == pytest.approx(1.0)
+
+
+def test_column_names_never_clash_with_internal_ones() -> None:
+    names = ("real", "synthetic", "n", "value", "proportion")
+    schema = [ColumnSpec(name=n, type=ColumnType.categorical) for n in names]
+    data = pl.DataFrame({n: ["a", "b", "b", None] * 10 for n in names})
+    r = evaluate(data, data, schema)
+    assert [c["column"] for c in r["quality"]["column_shapes"]["columns"]] == list(names)
+    assert r["summary"]["quality"] == pytest.approx(1.0)

@@ -223,12 +223,13 @@ def _codes(series: pl.Series, vocabulary: Sequence[str]) -> np.ndarray:
 def _top_values(series: pl.Series, k: int) -> list[str]:
     """The ``k`` most frequent non-null values (ties broken by value, so stable)."""
     counts = (
-        series.drop_nulls()
+        series.alias("value")  # a fixed name: a column may itself be called "n"
+        .drop_nulls()
         .value_counts(name="n")
-        .sort(["n", series.name], descending=[True, False])
+        .sort(["n", "value"], descending=[True, False])
         .head(k)
     )
-    return [str(v) for v in counts.get_column(series.name).to_list()]
+    return [str(v) for v in counts.get_column("value").to_list()]
 
 
 def _bins(values: np.ndarray, lo: float, hi: float, n_bins: int) -> np.ndarray:
@@ -319,9 +320,9 @@ def _categorical_shape(
     column: _Column, real: pl.Series, synthetic: pl.Series, limits: Limits
 ) -> dict[str, Any]:
     # Missing values are a category of their own: a generator that drops them is wrong.
-    name = column.name
-    shares_r = real.value_counts(normalize=True, name="real")
-    shares_s = synthetic.value_counts(normalize=True, name="synthetic")
+    name = "value"  # a fixed name: a column may itself be called "real" or "synthetic"
+    shares_r = real.alias(name).value_counts(normalize=True, name="real")
+    shares_s = synthetic.alias(name).value_counts(normalize=True, name="synthetic")
     both = shares_r.join(shares_s, on=name, how="full", coalesce=True, nulls_equal=True)
     both = both.with_columns(pl.col("real", "synthetic").fill_null(0.0))
     tvd = 0.5 * float((both["real"] - both["synthetic"]).abs().sum())
@@ -346,7 +347,7 @@ def _categorical_shape(
         real_shares.append(miss_r)
         syn_shares.append(miss_s)
     return {
-        "column": name,
+        "column": column.name,
         "type": column.type.value,
         "metric": "tv_complement",
         "score": 1.0 - tvd if real.len() else None,
