@@ -221,6 +221,8 @@ SCRIPT = textwrap.dedent(
     client = Client(services={"training": sys.argv[1]}, token=sys.argv[2])
     run = inwire.start_run(experiment="exit", client=client)
     print(run.id, flush=True)
+    import time
+    time.sleep(float(sys.argv[4]))  # past aiohttp's DNS cache: resolve again at exit
     for i in range(200):
         inwire.log_metric("loss", float(i))
     if sys.argv[3] == "crash":
@@ -229,13 +231,29 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(("how", "status"), [("exit", "finished"), ("crash", "failed")])
+@pytest.mark.parametrize(
+    ("how", "status", "pause"),
+    [
+        ("exit", "finished", 0),
+        ("crash", "failed", 0),
+        pytest.param("exit", "finished", 11, marks=pytest.mark.slow, id="exit-resolving"),
+    ],
+)
 def test_atexit_flushes_and_ends_a_run_left_open(
-    training: Training, client: Client, how: str, status: str
+    training: Training, client: Client, how: str, status: str, pause: float
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INWIRE_")}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, training.url, training.token, how],
+        # localhost: a name, resolved in a thread pool that interpreter shutdown closes.
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            training.url.replace("127.0.0.1", "localhost"),
+            training.token,
+            how,
+            str(pause),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -24,6 +24,7 @@ child of it.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401  (its exit hook must precede ours)
 import getpass
 import logging
 import os
@@ -261,6 +262,25 @@ def _end_at_exit() -> None:
             with _stack_lock:
                 if run in _stack:
                     _stack.remove(run)
+
+
+def _register_exit_hook() -> None:
+    """Run :func:`_end_at_exit` at interpreter exit while HTTP can still be sent.
+
+    Plain ``atexit`` hooks run after ``concurrent.futures`` has refused new work, and the
+    client resolves host names in the event loop's thread pool: a run on
+    ``http://localhost:8080`` could then not be ended. ``threading``'s exit hooks run
+    earlier, newest first, so this one (registered after the thread pool module's) runs
+    before the pool closes. The price: it runs before non-daemon threads are joined.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_end_at_exit)
+            return
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+    atexit.register(_end_at_exit)
 
 
 class ActiveRun:
@@ -551,7 +571,7 @@ def start_run(
     with _stack_lock:
         _stack.append(run)
         if not _atexit_registered:
-            atexit.register(_end_at_exit)
+            _register_exit_hook()
             _atexit_registered = True
     return run
 
