@@ -48,6 +48,12 @@ RESULTS = HERE.parent / "results" / "synthex_profile.json"
 
 
 def _peak_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from
+    the parent that started it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -243,7 +249,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 runs["ours"].append(run_worker(sys.executable, "ours", path, args.timeout, html))
                 if has_ydata:
-                    runs["ydata"].append(run_worker(args.ydata_python, "ydata", path, args.timeout))
+                    runs["ydata"].append(
+                        run_worker(args.ydata_python, "ydata", path, args.timeout, html)
+                    )
             entry: dict[str, Any] = {}
             for side, measured in runs.items():
                 good = [m for m in measured if "error" not in m]
