@@ -1,10 +1,11 @@
 """Per-column distributions, and the baseline that samples every column independently.
 
-Each column gets a distribution on (0, 1) both ways (`ColumnMarginal`):
+Each column gets a distribution (`ContinuousMarginal`, `DiscreteMarginal`) used both ways:
 
-- ``to_uniform`` maps a value to a uniform score by the *distributional transform*
-  (Rüschendorf 2009, "On the distributional transform, Sklar's theorem, and the empirical
-  copula process"): u = F(x-) + V·(F(x) - F(x-)) with V uniform. Tied values (integers,
+- the fit (``TableMarginals.fit`` with a generator) maps each value to a uniform score by
+  the *distributional transform* (Rüschendorf 2009, "On the distributional transform,
+  Sklar's theorem, and the empirical copula process"): u = F(x-) + V·(F(x) - F(x-)) with
+  V uniform. Tied values (integers,
   repeated amounts, categories) spread over their probability interval instead of sharing
   one score, so the scores are exactly uniform and correlations between them are not
   biased by ties. Categories take intervals in order of frequency (the "frequency
@@ -63,8 +64,6 @@ class ContinuousMarginal:
     """The empirical distribution of a numeric column's non-missing values."""
 
     column: ContinuousColumn
-    #: Sorted non-missing values (kept only during the fit, for ``to_uniform``).
-    sorted_values: np.ndarray
     #: Knots of the inverse distribution: cumulative probabilities and their values.
     probabilities: np.ndarray
     values: np.ndarray
@@ -73,37 +72,46 @@ class ContinuousMarginal:
 
     @classmethod
     def fit(
-        cls, column: ContinuousColumn, values: np.ndarray, max_knots: int
-    ) -> ContinuousMarginal:
-        """Learn the distribution of ``values`` (NaN = missing, ignored)."""
-        present = np.sort(values[np.isfinite(values)])
-        if present.size == 0:
-            return cls(column, present, np.array([0.0, 1.0]), np.array([np.nan, np.nan]), True)
-        distinct, counts = np.unique(present, return_counts=True)
-        if distinct.size <= max_knots:
-            cumulative = np.cumsum(counts) / present.size
-            return cls(column, present, cumulative, distinct, True)
-        probabilities = np.linspace(0.0, 1.0, max_knots)
-        knots = np.quantile(present, probabilities)
-        return cls(column, present, probabilities, knots, False)
+        cls,
+        column: ContinuousColumn,
+        values: np.ndarray,
+        max_knots: int,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[ContinuousMarginal, np.ndarray | None]:
+        """Learn the distribution of ``values`` (NaN = missing, ignored); with ``rng``, also
+        the uniform score of each value (NaN where missing).
 
-    def to_uniform(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Uniform scores of ``values`` (NaN stays NaN)."""
-        n = self.sorted_values.size
-        out = np.full(values.shape, np.nan)
+        One stable sort does everything: runs of equal values in sorted order give the
+        distinct values, their counts and each value's interval [F(x-), F(x)).
+        """
         present = np.isfinite(values)
-        if n == 0 or not present.any():
-            return out
         x = values[present]
-        # Searching sorted keys is several times faster than searching them in data order.
+        scores = np.full(values.shape, np.nan) if rng is not None else None
+        if x.size == 0:
+            return cls(column, np.array([0.0, 1.0]), np.array([np.nan, np.nan]), True), scores
         order = np.argsort(x, kind="stable")
-        keys = x[order]
-        below = np.searchsorted(self.sorted_values, keys, side="left")
-        upto = np.searchsorted(self.sorted_values, keys, side="right")
-        scores = np.empty(x.size)
-        scores[order] = (below + rng.random(x.size) * (upto - below)) / n
-        out[present] = scores
-        return out
+        ordered = x[order]
+        starts_run = np.empty(ordered.size, dtype=bool)
+        starts_run[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts_run[1:])
+        starts = np.flatnonzero(starts_run)
+        counts = np.diff(np.append(starts, ordered.size))
+        if scores is not None and rng is not None:
+            run = np.cumsum(starts_run) - 1
+            sorted_scores = (starts[run] + rng.random(ordered.size) * counts[run]) / ordered.size
+            in_data_order = np.empty(ordered.size)
+            in_data_order[order] = sorted_scores
+            scores[present] = in_data_order
+        if starts.size <= max_knots:
+            cumulative = np.cumsum(counts) / ordered.size
+            return cls(column, cumulative, ordered[starts], True), scores
+        probabilities = np.linspace(0.0, 1.0, max_knots)
+        # Linear-interpolation quantiles of the sorted values (numpy's default method).
+        position = probabilities * (ordered.size - 1)
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, ordered.size - 1)
+        knots = ordered[low] + (position - low) * (ordered[high] - ordered[low])
+        return cls(column, probabilities, knots, False), scores
 
     def from_uniform(self, u: np.ndarray) -> np.ndarray:
         """Values for uniform scores ``u``."""
@@ -126,10 +134,6 @@ class ContinuousMarginal:
             return low, float(self.probabilities[index])
         u = float(np.interp(value, self.values, self.probabilities))
         return u, u
-
-    def forget_rows(self) -> None:
-        """Drop the sorted data once the fit no longer needs it (only the knots remain)."""
-        self.sorted_values = np.empty(0)
 
 
 @dataclass
@@ -214,43 +218,44 @@ class TableMarginals:
         schema: Schema,
         max_knots: int,
         cancelled: Cancelled | None = None,
-    ) -> tuple[TableMarginals, np.ndarray, np.ndarray]:
-        """The marginals of ``data`` with its encoded matrices (numbers, codes)."""
+        rng: np.random.Generator | None = None,
+    ) -> tuple[TableMarginals, np.ndarray | None]:
+        """The marginals of ``data``; with ``rng``, also its uniform scores, one column per
+        dimension (column-major; NaN where a number is missing)."""
         encoding = TableEncoding.fit(data, schema)
         numbers, codes = encoding.encode(data)
         continuous = []
         indicators = []
+        scores: list[np.ndarray | None] = []
         for j, column in enumerate(encoding.continuous):
             check_cancel(cancelled)
-            continuous.append(ContinuousMarginal.fit(column, numbers[:, j], max_knots))
+            marginal, u = ContinuousMarginal.fit(column, numbers[:, j], max_knots, rng)
+            continuous.append(marginal)
+            scores.append(u)
             share = float((~np.isfinite(numbers[:, j])).mean()) if data.height else 0.0
             if share > 0:
                 indicators.append((j, MissingIndicator(column.name, share)))
         discrete = [
             DiscreteMarginal.fit(column, codes[:, j]) for j, column in enumerate(encoding.discrete)
         ]
-        return cls(encoding, continuous, discrete, indicators), numbers, codes
+        marginals = cls(encoding, continuous, discrete, indicators)
+        if rng is None:
+            return marginals, None
+        u = np.empty((marginals.dimensions, data.height)).T  # each dimension contiguous
+        for j, score in enumerate(scores):
+            u[:, j] = score
+        offset = len(continuous)
+        for j, d in enumerate(discrete):
+            u[:, offset + j] = d.to_uniform(codes[:, j], rng)
+        offset += len(discrete)
+        for k, (j, indicator) in enumerate(indicators):
+            u[:, offset + k] = indicator.to_uniform(numbers[:, j], rng)
+        return marginals, u
 
     @property
     def dimensions(self) -> int:
         """How many uniform dimensions the table has."""
         return len(self.continuous) + len(self.discrete) + len(self.indicators)
-
-    def to_uniform(
-        self, numbers: np.ndarray, codes: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray:
-        """Uniform scores, one column per dimension (NaN where a number is missing)."""
-        rows = numbers.shape[0] if self.continuous else codes.shape[0]
-        u = np.empty((self.dimensions, rows)).T  # column-major: each dimension contiguous
-        for j, m in enumerate(self.continuous):
-            u[:, j] = m.to_uniform(numbers[:, j], rng)
-        offset = len(self.continuous)
-        for j, d in enumerate(self.discrete):
-            u[:, offset + j] = d.to_uniform(codes[:, j], rng)
-        offset += len(self.discrete)
-        for k, (j, indicator) in enumerate(self.indicators):
-            u[:, offset + k] = indicator.to_uniform(numbers[:, j], rng)
-        return u
 
     def from_uniform(self, u: np.ndarray) -> pl.DataFrame:
         """The frame for a matrix (rows, dimensions) of uniform scores."""
@@ -265,11 +270,6 @@ class TableMarginals:
         for k, (j, indicator) in enumerate(self.indicators):
             numbers[indicator.from_uniform(u[:, offset + k]), j] = np.nan
         return self.encoding.decode(numbers, codes)
-
-    def forget_rows(self) -> None:
-        """Keep only what sampling needs."""
-        for m in self.continuous:
-            m.forget_rows()
 
 
 class IndependentMarginals:
@@ -294,8 +294,7 @@ class IndependentMarginals:
         cancelled: Cancelled | None = None,
     ) -> None:
         """Learn each column's distribution."""
-        self._marginals, _, _ = TableMarginals.fit(data, schema, self.params.max_knots, cancelled)
-        self._marginals.forget_rows()
+        self._marginals, _ = TableMarginals.fit(data, schema, self.params.max_knots, cancelled)
         self._height = data.height
         if progress is not None:
             progress(1.0, f"learnt {self._marginals.dimensions} marginal distributions")
