@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib import import_module
 from pathlib import Path
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from inwire.kit.app import create_service_app
 from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
 from inwire.services.training.db import JOB_TABLES
+from inwire.services.training.mlflow.peers import open_peers
 from inwire.services.training.models import CONCEPTS
 from inwire.services.training.settings import TrainingSettings
 
@@ -41,19 +42,21 @@ def job_registry() -> JobRegistry:
 
 def create_app(
     settings: TrainingSettings | None = None,
-    peers: Any = None,
+    peers: Mapping[str, Any] | None = None,
     *,
     job_policy: JobPolicy | None = None,
 ) -> FastAPI:
     """Build Model Training. Nothing happens until the app starts.
 
     ``job_policy`` changes the job timings (tests shrink them); the default suits real work.
+    ``peers`` names Core and ModelOps by URL or in-process ASGI app (``{"modelops": app}``);
+    by default the MLflow API reaches them at ``core_url`` and ``modelops_url``.
     """
     settings = settings or TrainingSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with run_jobs(app, policy=job_policy):
+        async with run_jobs(app, policy=job_policy), open_peers(app, peers):
             yield
 
     routers, root_routers = _routers()

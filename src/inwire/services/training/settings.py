@@ -27,3 +27,12 @@ class TrainingSettings(ServiceSettings):
     max_batch_values: int = Field(default=100_000, ge=1)
     #: Most points a metric history page returns (``per_page``) before downsampling is asked.
     max_history_points: int = Field(default=100_000, ge=100)
+    # -- MLflow compatibility ----------------------------------------------------------------
+    #: Core, where an Inwire API key sent to the MLflow API (``MLFLOW_TRACKING_TOKEN=iwk_…``)
+    #: is exchanged for an access token when the call did not come through the gateway.
+    core_url: str = "http://127.0.0.1:18000"
+    #: ModelOps, whose registry the MLflow registry endpoints (registered models, versions,
+    #: aliases, stages) use: one registry, not two.
+    modelops_url: str = "http://127.0.0.1:18087"
+    #: How long an API key's exchange is reused before Core is asked again (seconds).
+    api_key_cache_seconds: float = Field(default=60.0, ge=0)
