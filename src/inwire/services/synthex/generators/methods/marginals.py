@@ -306,4 +306,4 @@ class IndependentMarginals:
         if self._marginals is None:
             raise RuntimeError("fit the synthesizer before sampling")
         rng = np.random.default_rng(seed)
-        return self._marginals.from_uniform(rng.random((n, self._marginals.dimensions)))
+        return self._marginals.from_uniform(rng.random((self._marginals.dimensions, n)).T)
