@@ -8,17 +8,18 @@ Error shapes, roles and organizations are checked over the same API in process.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from inwire.services.modelops.app import create_app as create_modelops
@@ -58,23 +59,19 @@ async def run_scenario(
     return result
 
 
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free port of 127.0.0.1 in this loop; yield its URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped during startup")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+def gateway_support() -> ModuleType:
+    """The gateway tests' helpers (real Core, gateway and uvicorn servers), by file path:
+    pytest puts each test folder on sys.path, not the tests root."""
+    module = sys.modules.get("gateway_support")
+    if module is None:
+        path = Path(__file__).parents[2] / "gateway" / "gateway_support.py"
+        spec = importlib.util.spec_from_file_location("gateway_support", path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gateway_support"] = module
+        spec.loader.exec_module(module)
+    return module
 
 
 @asynccontextmanager
@@ -96,7 +93,7 @@ async def training_with_registry(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(modelops.router.lifespan_context(modelops))
         app = create_app(training_settings, {"modelops": modelops, **peers})
-        yield await stack.enter_async_context(serving(app))
+        yield await stack.enter_async_context(gateway_support().serving(app))
 
 
 @pytest.mark.slow
@@ -154,6 +151,41 @@ async def test_mlflow_script_runs_unchanged_against_inwire(
             )
             assert r.status_code == 403
             assert r.json()["error_code"] == "PERMISSION_DENIED"
+
+
+@pytest.mark.slow
+async def test_an_api_key_is_a_tracking_token_directly_and_through_the_gateway(
+    training_settings: TrainingSettings, tmp_path: Path
+) -> None:
+    support = gateway_support()
+    (tmp_path / "core").mkdir()
+    with support.start_core(tmp_path / "core") as core:
+        _, key = core.create_key("member")
+        settings = training_settings.model_copy(
+            update={"jwks_url": f"{core.url}/.well-known/jwks.json", "core_url": core.url}
+        )
+        async with training_with_registry(settings, tmp_path) as url:
+            seen = await run_scenario(url, key, "direct", home=tmp_path)
+            assert seen["same_predictions"]
+            assert seen["search"] == [seen["run_id"]]
+            async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as client:
+                r = await client.get(
+                    f"{API}/experiments/get-by-name",
+                    params={"experiment_name": "direct"},
+                    headers={"Authorization": "Bearer iwk_not_a_real_key"},
+                )
+                _error(r, 401, "UNAUTHENTICATED")
+            upstreams = [
+                support.Upstream("core", "/core", core.url),
+                support.Upstream("training", "/training", url),
+            ]
+            async with support.run_gateway(upstreams) as gateway:
+                seen = await run_scenario(
+                    f"{gateway.url}/training", key, "gateway", "--register", home=tmp_path
+                )
+                assert seen["same_predictions"]
+                assert seen["registered_predictions"]
+                assert seen["versions"] == [["gateway-model", "1", seen["run_id"]]]
 
 
 # -- the API in process: errors, roles, organizations ------------------------------------------
