@@ -21,7 +21,7 @@ from inwire.kit.auth import Principal
 from inwire.services.training.mlflow import schemas as m
 from inwire.services.training.mlflow import service
 from inwire.services.training.mlflow.artifacts import REGISTRY
-from inwire.services.training.mlflow.errors import invalid, not_found
+from inwire.services.training.mlflow.errors import invalid
 from inwire.services.training.runs.search import And, Comparison, Expr, parse_filter
 
 #: ModelOps' largest page.
@@ -308,13 +308,3 @@ async def set_alias(client: ModelOpsClient, data: m.AliasSet) -> None:
 async def by_alias(client: ModelOpsClient, name: str, alias: str) -> dict[str, Any]:
     """The version an alias points at."""
     return version_out(await client.get_by_alias(name, alias))
-
-
-async def delete_model_tag(client: ModelOpsClient, name: str, key: str) -> None:
-    """Remove a model tag (RESOURCE_DOES_NOT_EXIST when absent)."""
-    await client.delete_model_tag(name, key)
-
-
-def not_a_version(name: str, version: str) -> Exception:
-    """RESOURCE_DOES_NOT_EXIST for a version."""
-    return not_found(f"Model Version (name={name}, version={version}) not found")
