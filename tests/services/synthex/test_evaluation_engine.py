@@ -433,3 +433,32 @@ def test_column_names_never_clash_with_internal_ones() -> None:
     r = evaluate(data, data, schema)
     assert [c["column"] for c in r["quality"]["column_shapes"]["columns"]] == list(names)
     assert r["summary"]["quality"] == pytest.approx(1.0)
+
+
+def test_cramers_v_matches_scipy() -> None:
+    from scipy.stats.contingency import association, crosstab
+
+    from inwire.services.synthex.evaluations.engine import cramers_v
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 4, 500)
+    b = (a + rng.integers(0, 3, 500)) % 5
+    want = association(crosstab(a, b).count, method="cramer")
+    assert cramers_v(a, b, 4, 5) == pytest.approx(want)
+    assert cramers_v(a, np.zeros(500, dtype=int), 4, 1) == 0.0
+
+
+def test_only_related_pairs_count_in_the_pair_trends_score(
+    fresh_report: dict[str, Any],
+) -> None:
+    trends = fresh_report["quality"]["column_pair_trends"]
+    xy = pair(fresh_report, "x", "y")
+    assert xy["contributes"] is True  # |rho| ~ 0.98 in the real data
+    flag_day = pair(fresh_report, "flag", "day")
+    assert flag_day["real_association"] < 0.3
+    assert flag_day["contributes"] is False  # unrelated in the real data
+    counted = [p["score"] for p in trends["pairs"] if p["contributes"]]
+    assert trends["contributing_pairs"] == len(counted) < len(trends["pairs"])
+    assert trends["score"] == pytest.approx(float(np.mean(counted)))
+    every = [p["score"] for p in trends["pairs"] if p["score"] is not None]
+    assert trends["score_all_pairs"] == pytest.approx(float(np.mean(every)))

@@ -71,6 +71,11 @@ class Limits:
     #: columns: 40,000 rows), never fewer than ``pair_min_rows``.
     pair_cells: int = 200_000_000
     pair_min_rows: int = 5_000
+    #: Pairs count in the pair-trends score only when the real data relates them (as
+    #: SDMetrics' QualityReport): |Pearson| above this for two numbers...
+    pair_correlation_threshold: float = 0.5
+    #: ...or Cramér's V above this for any other pair. 0 makes every pair count.
+    pair_association_threshold: float = 0.3
     #: Equal-width bins of a number in a mixed pair's contingency table (as SDMetrics).
     pair_bins: int = 10
     #: Most frequent real categories kept per column in pair tables; the rest are "other".
@@ -470,20 +475,44 @@ def column_pair_trends(
                     # A constant synthetic column has no linear trend: correlation 0.
                     synthetic_rho = 0.0 if math.isnan(rho_s) else float(rho_s)
                     entry["score"] = 1.0 - abs(float(rho_r) - synthetic_rho) / 2.0
+                entry["contributes"] = bool(
+                    entry["score"] is not None
+                    and abs(float(rho_r)) > limits.pair_correlation_threshold
+                )
             else:
-                ra, sa, _ = codes[a.name]
+                ra, sa, ka = codes[a.name]
                 rb, sb, kb = codes[b.name]
+                association = cramers_v(ra, rb, ka, kb)
                 entry = {
                     "columns": [a.name, b.name],
                     "metric": "contingency_similarity",
                     "score": contingency_similarity(ra, rb, sa, sb, kb),
+                    "real_association": association,
+                    "contributes": association > limits.pair_association_threshold,
                 }
             pairs.append(entry)
+    contributing = [p["score"] for p in pairs if p["contributes"]]
     return {
-        "score": _mean([p["score"] for p in pairs]),
+        "score": _mean(contributing),
+        "contributing_pairs": len(contributing),
+        "score_all_pairs": _mean([p["score"] for p in pairs]),
         "rows": {"real": real.height, "synthetic": synthetic.height},
         "pairs": pairs,
     }
+
+
+def cramers_v(a: np.ndarray, b: np.ndarray, k_a: int, k_b: int) -> float:
+    """Cramér's V of two coded columns: sqrt(chi2 / (n * (min(rows, cols) - 1))) over the
+    contingency table's non-empty rows and columns (Cramér 1946); 0 when either is constant.
+    """
+    table = np.bincount(a * k_b + b, minlength=k_a * k_b).reshape(k_a, k_b).astype(float)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    n = table.sum()
+    if min(table.shape) < 2 or n == 0:
+        return 0.0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / n
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return math.sqrt(chi2 / (n * (min(table.shape) - 1)))
 
 
 # -- features for tree models ------------------------------------------------------------

@@ -235,7 +235,9 @@ def _pairs(report: dict[str, Any]) -> Html:
     intro = paragraph(
         "Whether relationships between two columns survive: for two numbers, 1 - |real "
         "correlation - synthetic correlation| / 2; otherwise 1 - total variation distance "
-        "between the two joint distributions (numbers in 10 equal-width bins)."
+        "between the two joint distributions (numbers in 10 equal-width bins). The score "
+        "averages the pairs the real data relates (|correlation| > 0.5, Cramér's V > 0.3); "
+        "every pair is in the heatmap."
     )
     if not pairs:
         return join(intro, paragraph("Fewer than two comparable columns: no pairs."))
@@ -264,26 +266,36 @@ def _pairs(report: dict[str, Any]) -> Html:
         for label, matrix in (("Real", real_corr), ("Synthetic", syn_corr)):
             sub = [[1.0 if i == j else matrix[i][j] for j in pick] for i in pick]
             blocks.append(charts.heatmap(numeric, sub, title=f"{label} correlations"))
-    weakest = sorted((p for p in pairs if p["score"] is not None), key=lambda p: p["score"])
+    # Related pairs first (they make the score), weakest first within each group.
+    weakest = sorted(
+        (p for p in pairs if p["score"] is not None),
+        key=lambda p: (not p.get("contributes", True), p["score"]),
+    )
     rows = [
         [
             " & ".join(p["columns"]),
             p["metric"].replace("_", " "),
             _score_badge(p["score"]),
-            p.get("real", ""),
+            "yes" if p.get("contributes", True) else "no",
+            p.get("real", p.get("real_association", "")),
             p.get("synthetic", ""),
         ]
         for p in weakest[:WEAKEST_PAIRS]
     ]
     listing = table(
-        ["pair", "metric", "score", "real correlation", "synthetic correlation"],
+        ["pair", "metric", "score", "counts", "real correlation / V", "synthetic correlation"],
         rows,
-        numeric=[3, 4],
+        numeric=[4, 5],
+    )
+    counted = paragraph(
+        f"{trends.get('contributing_pairs', len(pairs)):,} of {len(pairs):,} pairs count in "
+        f"the score; the mean over every pair is {format_value(trends.get('score_all_pairs'))}.",
+        "muted",
     )
     more = ""
     if len(report["columns"]["compared"]) > HEATMAP_COLUMNS:
         more = paragraph(f"Heatmaps show the first {HEATMAP_COLUMNS} columns.", "muted")
-    return join(intro, grid(blocks), more, Html("<h3>Weakest pairs</h3>"), listing)
+    return join(intro, counted, grid(blocks), more, Html("<h3>Weakest pairs</h3>"), listing)
 
 
 # -- detection and utility -----------------------------------------------------------------
