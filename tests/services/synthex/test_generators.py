@@ -286,6 +286,11 @@ async def test_generation_publishes_a_version_with_lineage_rules_and_an_evaluati
     assert evaluation is not None
     assert 0 < evaluation["summary"]["quality"] <= 1
     assert evaluation["rows"] == {"real": 240, "synthetic": 400, "holdout": 60}
+    # The same report is filed as an evaluation of the synthetic version.
+    filed = await client.get(f"/api/v1/evaluations?synthetic_version_id={out_v}", headers=auth())
+    assert filed.status_code == 200, filed.text
+    assert filed.json()["meta"]["total"] == 1
+    assert filed.json()["data"][0]["real_version_id"] == ds["latest_version_id"]
 
     generator = (await client.get(f"/api/v1/generators/{gen['id']}", headers=auth())).json()
     assert generator["data"]["output_dataset_id"] == out_ds

@@ -22,6 +22,8 @@ import polars as pl
 from inwire.kit.db.base import utcnow
 from inwire.kit.errors import InwireError, NotFound
 from inwire.kit.jobs.context import JobContext, JobFailed
+from inwire.services.synthex.evaluations.engine import EvaluationError, evaluate
+from inwire.services.synthex.evaluations.store import save_report
 from inwire.services.synthex.schema import Schema
 
 #: Progress milestones: reading, fitting, sampling, publishing, evaluating.
@@ -179,6 +181,19 @@ async def generate(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]
         if snapshot["evaluate"]:
             ctx.progress(EVALUATE, "evaluating quality and privacy")
             evaluation = await _evaluation(ctx, train, rows, holdout, version.schema, snapshot)
+        if evaluation is not None:
+            # Filed as an evaluation too, so /api/v1/evaluations?synthetic_version_id=… finds
+            # it beside the ones users ask for (idempotent per job).
+            evaluation_id = await save_report(
+                data,
+                evaluation,
+                real_version=version,
+                synthetic_version=published,
+                holdout_share=snapshot["holdout"] if holdout is not None else None,
+                seed=snapshot["seed"],
+                generator_id=snapshot["generator_id"],
+            )
+            ctx.log(f"evaluation {evaluation_id} filed")
 
         async with data.db.session() as session:
             run = await GenerationRepository(session, ctx.organization_id).get_or_none(
@@ -229,11 +244,6 @@ async def _evaluation(
     snapshot: dict[str, Any],
 ) -> dict[str, Any] | None:
     """The evaluation engine's report, or None (logged) when it cannot compare these."""
-    try:
-        from inwire.services.synthex.evaluations.engine import EvaluationError, evaluate
-    except ImportError:
-        ctx.log("the evaluation engine is not installed; no evaluation", level="warning")
-        return None
     try:
         report: dict[str, Any] = await asyncio.to_thread(
             evaluate, train, synthetic, schema, holdout=holdout, seed=snapshot["seed"] % 2**32
