@@ -544,7 +544,10 @@ def text_chunks(paths: Sequence[Any], fmt: str) -> Iterator[bytes]:
 
     first = True
     for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
+        # pre_buffer (pyarrow's default) would read every row group's bytes up front:
+        # a whole compressed version in memory before the first row goes out.
+        reader = pq.ParquetFile(path, pre_buffer=False)
+        for batch in reader.iter_batches(batch_size=_BATCH_ROWS):
             if fmt == "csv":
                 buffer = io.BytesIO()
                 options = pacsv.WriteOptions(include_header=first)
