@@ -183,6 +183,20 @@ async def test_hop_by_hop_headers_stop_at_the_gateway_and_forwarding_headers_are
     assert response.headers["ratelimit-limit"] == "1000"
 
 
+async def test_the_platforms_internal_secret_header_never_passes_the_gateway(
+    gateway: RunningGateway, key: str
+) -> None:
+    async with gateway.client() as client:
+        for name in ("X-Inwire-Internal", "x-inwire-internal", "X-INWIRE-INTERNAL"):
+            response = await client.get(
+                "/echo/api/v1/echo", headers={"X-API-Key": key, name: "guessed-or-stolen"}
+            )
+            assert response.status_code == 200, response.text
+            seen = response.json()["data"]["headers"]
+            assert "x-inwire-internal" not in seen
+            assert "guessed-or-stolen" not in seen.values()
+
+
 async def test_status_codes_and_bodies_of_the_service_pass_unchanged(
     gateway: RunningGateway, key: str
 ) -> None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from inwire.contracts import core as contract
 from inwire.services.core.apikeys import schemas as apikeys
 from inwire.services.core.auth import schemas as auth
+from inwire.services.core.integrations import schemas as integrations
 from inwire.services.core.organizations import schemas as organizations
 from inwire.services.core.teams import schemas as teams
 from inwire.services.core.users import schemas as users
@@ -33,6 +34,8 @@ def _fields(model: type[BaseModel]) -> set[str]:
         (contract.ApiKey, apikeys.ApiKeyOut),
         (contract.ApiKeyCreated, apikeys.ApiKeyCreated),
         (contract.ServiceAccount, apikeys.ServiceAccountOut),
+        (contract.Integration, integrations.IntegrationOut),
+        (contract.ResolvedIntegration, integrations.ResolvedIntegrationOut),
     ],
 )
 def test_contract_model_matches_cores_response_schema(

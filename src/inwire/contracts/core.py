@@ -207,6 +207,41 @@ class ServiceAccount(BaseModel):
     updated_at: datetime
 
 
+# -- integrations ---------------------------------------------------------------------------
+
+
+class Integration(BaseModel):
+    """A connection to an outside system, as users see it: config, never credentials."""
+
+    id: str
+    organization_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    status: str
+    last_tested_at: datetime | None
+    last_test_message: str
+    has_credentials: bool
+    credential_fields: list[str]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResolvedIntegration(BaseModel):
+    """An integration with its decrypted credentials, as Core gives it to platform services.
+
+    Keep it in memory only, for the work at hand: never store, log or return it.
+    """
+
+    id: str
+    organization_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    credentials: dict[str, Any] = Field(repr=False)
+
+
 def _set(**fields: Any) -> dict[str, Any]:
     """The fields that were given: ``None`` means "leave out" (Core's PATCH refuses nulls)."""
     return {k: v for k, v in fields.items() if v is not None}
@@ -619,3 +654,33 @@ class CoreClient(ServiceClient):
             "role": role,
         }
         return await self._page(f"/api/v1/service-accounts/{account_id}/keys", ApiKey, params)
+
+    # -- integrations ---------------------------------------------------------------------
+
+    async def get_integration(self, integration_id: str) -> Integration:
+        """One integration of the caller's organization (404 for another's)."""
+        data = await self.get(f"/api/v1/integrations/{integration_id}")
+        return Integration.model_validate(data)
+
+    async def resolve_integration(
+        self,
+        integration_id: str,
+        *,
+        organization_id: str,
+        on_behalf_of: str,
+        internal_secret: str,
+    ) -> ResolvedIntegration:
+        """An integration's config and credentials, for work done for ``on_behalf_of``.
+
+        Platform services only: needs the installation's internal secret
+        (``inwire.kit.auth.internal``); Core checks that ``on_behalf_of`` may still read the
+        organization's integrations, and audits the call.
+        """
+        from inwire.kit.auth.internal import INTERNAL_HEADER
+
+        data = await self.post(
+            f"/api/v1/integrations/{integration_id}/resolve",
+            json={"organization_id": organization_id, "on_behalf_of": on_behalf_of},
+            headers={INTERNAL_HEADER: internal_secret},
+        )
+        return ResolvedIntegration.model_validate(data)

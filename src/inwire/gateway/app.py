@@ -116,6 +116,9 @@ _REPLACED = frozenset(
         b"x-forwarded-host",
         b"x-forwarded-prefix",
         b"expect",
+        # The platform's internal secret proves a call comes from a service; one arriving
+        # from outside is dropped, never passed on (kit.auth.internal).
+        b"x-inwire-internal",
     }
 )
 _OWN_PATHS = frozenset({"/", "/health", "/health/live", "/health/ready", "/metrics", "/docs"})

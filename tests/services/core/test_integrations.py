@@ -107,6 +107,7 @@ async def test_kinds_publish_json_schemas_of_config_and_credentials(client, auth
         "gitlab",
         "container_registry",
         "huggingface",
+        "postgres",
     }
     s3 = kinds["s3"]
     assert s3["config_schema"]["required"] == ["bucket"]

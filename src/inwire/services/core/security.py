@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import secrets
 import zlib
 from pathlib import Path
@@ -18,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
 
+from inwire.kit.settings import secret_in_home
 from inwire.services.core.settings import CoreSettings
 
 API_KEY_PREFIX = "iwk_"
@@ -112,19 +112,7 @@ class Sealer:
         if settings.secret_key:
             return cls(settings.secret_key)
         path = Path(settings.home) / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            key = Fernet.generate_key()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process made it first
-            else:
-                try:
-                    os.write(fd, key)
-                finally:
-                    os.close(fd)
-        return cls(path.read_text().strip())
+        return cls(secret_in_home(path, lambda: Fernet.generate_key().decode()))
 
     def seal(self, plaintext: str) -> str:
         """Encrypt."""

@@ -533,3 +533,27 @@ async def authenticate(
     if principal.roles != (role,):
         principal = replace(principal, roles=(role,))
     return principal
+
+
+async def acting_principal(session: AsyncSession, org_id: str, subject: str) -> Principal:
+    """The principal a platform service's background work acts for: a user with their
+    current role in ``org_id``, or an active service account of it.
+
+    Work queued by someone (a Synthex import) runs after their access token may have
+    expired; checking the membership when the work runs means a person removed or an
+    account disabled in between no longer gets anything done in their name.
+    """
+    account = await session.get(ServiceAccount, subject)
+    if account is not None:
+        if not account.is_active or account.organization_id != org_id:
+            raise Forbidden("The service account is disabled or not in this organization")
+        return Principal(
+            subject=account.id, org=org_id, roles=(account.role,), kind="service", name=account.name
+        )
+    user = await session.get(User, subject)
+    membership = None
+    if user is not None and user.is_active:
+        membership = await MembershipRepository(session, org_id).of_user(user.id)
+    if user is None or membership is None:
+        raise Forbidden("The user is no longer active in this organization")
+    return Principal(subject=user.id, org=org_id, roles=(membership.role,), name=user.email)

@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from inwire.kit.errors import Invalid
 
 KindName = Literal[
-    "s3", "gcs", "azure_blob", "github", "gitlab", "container_registry", "huggingface"
+    "s3", "gcs", "azure_blob", "github", "gitlab", "container_registry", "huggingface", "postgres"
 ]
 
 #: Seconds to wait for an external system during a connection test.
@@ -450,6 +450,67 @@ async def _huggingface_check(config: HuggingFaceConfig, creds: TokenCredentials)
     return f"authenticated as {name}"
 
 
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+class PostgresConfig(KindModel):
+    """A PostgreSQL database."""
+
+    host: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_.:\-\[\]]+$",
+        description="Host name or address",
+    )
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(min_length=1, max_length=63)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer", description="As libpq's sslmode"
+    )
+
+
+class PostgresCredentials(KindModel):
+    """A database user, with its password unless the server trusts the user without one."""
+
+    user: Annotated[str, Field(min_length=1, max_length=63)]
+    password: _Secret | None = None
+
+
+async def _postgres_check(config: PostgresConfig, creds: PostgresCredentials) -> str:
+    import asyncpg
+
+    where = f"{config.host}:{config.port}"
+    try:
+        conn = await asyncpg.connect(
+            host=config.host,
+            port=config.port,
+            user=creds.user,
+            password=creds.password,
+            database=config.database,
+            ssl=config.sslmode,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=READ_TIMEOUT,
+        )
+    except asyncpg.InvalidPasswordError as exc:
+        raise ConnectionFailed("the password was rejected") from exc
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        # The user name is a credential: reports name neither it nor the password.
+        raise ConnectionFailed(f"the user was rejected ({exc.sqlstate})") from exc
+    except asyncpg.InvalidCatalogNameError as exc:
+        raise ConnectionFailed(f"database {config.database!r} does not exist") from exc
+    except asyncpg.PostgresError as exc:
+        raise ConnectionFailed(f"PostgreSQL refused the connection ({exc.sqlstate})") from exc
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+        raise ConnectionFailed(
+            f"could not reach PostgreSQL at {where}: {type(exc).__name__}"
+        ) from exc
+    try:
+        version = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return f"connected to database {config.database!r} (PostgreSQL {version})"
+
+
 # -- registry ----------------------------------------------------------------------------------
 
 
@@ -518,6 +579,14 @@ KINDS: Mapping[str, IntegrationKind] = {
             HuggingFaceConfig,
             TokenCredentials,
             _huggingface_check,
+        ),
+        IntegrationKind(
+            "postgres",
+            "PostgreSQL",
+            "A PostgreSQL database, with a user and password.",
+            PostgresConfig,
+            PostgresCredentials,
+            _postgres_check,
         ),
     )
 }

@@ -8,6 +8,7 @@ from fastapi import Depends, Response
 
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
 from inwire.kit.auth import Principal, require
+from inwire.kit.auth.internal import InternalCallDep
 from inwire.kit.db import SessionDep
 from inwire.services.core.context import ClientDep, CoreDep
 from inwire.services.core.integrations import service
@@ -19,6 +20,8 @@ from inwire.services.core.integrations.schemas import (
     IntegrationOut,
     IntegrationStatus,
     IntegrationUpdate,
+    ResolvedIntegrationOut,
+    ResolveIn,
 )
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
@@ -111,3 +114,25 @@ async def test_integration(
     """Connect to the external system with the stored credentials and record the outcome."""
     result = await service.check_connection(core, session, principal, integration_id, client)
     return {"data": result}
+
+
+@router.post(
+    "/{integration_id}/resolve",
+    response_model=Item[ResolvedIntegrationOut],
+    include_in_schema=False,
+)
+async def resolve_integration(
+    integration_id: str,
+    body: ResolveIn,
+    session: SessionDep,
+    core: CoreDep,
+    client: ClientDep,
+    internal: InternalCallDep,
+) -> dict[str, Any]:
+    """Config and decrypted credentials, for the platform's own services only.
+
+    Needs the internal secret (``X-Inwire-Internal``), which the gateway never lets in from
+    outside; the organization and the principal the work is for scope it like any call.
+    """
+    resolved = await service.resolve_integration(core, session, integration_id, body, client)
+    return {"data": resolved}

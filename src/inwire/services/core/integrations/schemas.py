@@ -75,3 +75,25 @@ class IntegrationKindOut(BaseModel):
     description: str
     config_schema: dict[str, Any]
     credentials_schema: dict[str, Any]
+
+
+class ResolveIn(BaseModel):
+    """Who a platform service is working for when it needs an integration's credentials."""
+
+    organization_id: str = Field(min_length=1, max_length=40)
+    on_behalf_of: str = Field(
+        min_length=1,
+        max_length=40,
+        description="The user or service account whose work needs the integration",
+    )
+
+
+class ResolvedIntegrationOut(BaseModel):
+    """An integration with its decrypted credentials, for platform services only."""
+
+    id: str
+    organization_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    credentials: dict[str, Any]

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inwire.kit.api import ListQuery
 from inwire.kit.auth import Principal
 from inwire.kit.db import utcnow
+from inwire.kit.errors import Conflict, Forbidden
 from inwire.kit.ids import new_id
 from inwire.services.core.audit.service import ClientInfo, record_by
+from inwire.services.core.auth.service import acting_principal
 from inwire.services.core.context import CoreContext
 from inwire.services.core.integrations.kinds import (
     KINDS,
@@ -31,6 +33,8 @@ from inwire.services.core.integrations.schemas import (
     IntegrationKindOut,
     IntegrationOut,
     IntegrationUpdate,
+    ResolvedIntegrationOut,
+    ResolveIn,
 )
 
 log = logging.getLogger("inwire.core.integrations")
@@ -288,3 +292,41 @@ async def check_connection(
         latency_ms=latency_ms,
     )
     return ConnectionTestOut(ok=ok, message=message, latency_ms=latency_ms)
+
+
+async def resolve_integration(
+    core: CoreContext, session: AsyncSession, id_: str, body: ResolveIn, client: ClientInfo
+) -> ResolvedIntegrationOut:
+    """An integration's config and decrypted credentials, for a platform service working
+    for ``body.on_behalf_of`` in ``body.organization_id`` (the route has checked the
+    internal secret). That principal must still be allowed to read the organization's
+    integrations, and the integration must be the organization's (404 otherwise). Every
+    resolution is audited in the principal's name.
+    """
+    principal = await acting_principal(session, body.organization_id, body.on_behalf_of)
+    if not principal.can("integrations:read"):
+        raise Forbidden("Missing permission integrations:read")
+    row = await IntegrationRepository(session, principal.org).get(id_)
+    creds = _credentials(core, row)
+    if creds is None:
+        raise Conflict(
+            "The integration has no usable credentials; set them again",
+            code="NO_CREDENTIALS",
+            details=[{"field": "credentials", "message": "missing or undecryptable"}],
+        )
+    await record_by(
+        session,
+        principal,
+        "integrations.resolved",
+        target_type="integration",
+        target_id=row.id,
+        client=client,
+    )
+    return ResolvedIntegrationOut(
+        id=row.id,
+        organization_id=row.organization_id,
+        name=row.name,
+        kind=row.kind,
+        config=row.config,
+        credentials=creds,
+    )
