@@ -6,7 +6,6 @@ other ``conftest.py`` files pytest has loaded.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -22,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.types import ASGIApp
 
 from inwire.gateway.app import Gateway, create_app
 from inwire.gateway.routes import Upstream
 from inwire.gateway.settings import GatewaySettings
+from inwire.kit.testing.serving import serving
 
 HERE = Path(__file__).parent
 
@@ -181,28 +179,6 @@ def start_core(home: Path) -> Iterator[CoreServer]:
         )
     finally:
         stop(process)
-
-
-@asynccontextmanager
-async def serving(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on ``port`` (0: a free one) of 127.0.0.1 in this loop;
-    yield its URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server stopped during startup")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 @dataclass

@@ -11,10 +11,10 @@ import boto3
 import httpx
 import pytest
 import respx
-from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 
 from inwire.kit.testing.plugin import assert_error
+from inwire.kit.testing.serving import s3_server
 from inwire.services.core.audit.models import AuditEvent
 from inwire.services.core.integrations.models import Integration
 from inwire.services.core.integrations.service import redact
@@ -29,13 +29,8 @@ TOKEN = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 protocol server (moto) on a free local port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with s3_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -35,6 +35,10 @@ class SynthexSettings(ServiceSettings):
     cache_max_bytes: int = Field(default=20 * 1024**3, ge=0)
     #: Most rows one preview page returns.
     preview_max_rows: int = Field(default=500, ge=1, le=10_000)
+    #: Longest a query of a SQL import may run per fetch (PostgreSQL ``statement_timeout``).
+    sql_statement_timeout_seconds: float = Field(default=600.0, gt=0)
+    #: Rows a SQL import fetches from its server-side cursor at a time (one Parquet row group).
+    sql_batch_rows: int = Field(default=50_000, ge=100, le=1_000_000)
 
     @property
     def work_path(self) -> Path:

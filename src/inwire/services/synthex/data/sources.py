@@ -32,6 +32,8 @@ from inwire.services.synthex.schema import Schema
 SOURCES: dict[str, str] = {
     "upload": "inwire.services.synthex.data.sources:fetch_upload",
     "version": "inwire.services.synthex.data.sources:fetch_version",
+    "s3": "inwire.services.synthex.data.integrations:fetch_s3",
+    "sql": "inwire.services.synthex.data.integrations:fetch_sql",
 }
 
 

@@ -16,10 +16,12 @@ from inwire.kit.jobs import JobOut, JobsDep
 from inwire.kit.storage import ObjectStore, StorageDep
 from inwire.services.synthex.datasets import service
 from inwire.services.synthex.datasets.schemas import (
+    DatasetImportIn,
     DatasetOut,
     DatasetUpdate,
     DownloadFormat,
     ImportStarted,
+    IntegrationImportIn,
     Preview,
     PreviewMeta,
     PreviewPage,
@@ -206,6 +208,20 @@ async def upload_dataset(
     return {"data": {"dataset": _dataset(dataset), "job": JobOut.model_validate(job)}}
 
 
+@router.post("/import", status_code=202, response_model=Item[ImportStarted])
+async def import_dataset(
+    body: DatasetImportIn, session: SessionDep, jobs: JobsDep, settings: SettingsDep, who: Creator
+) -> dict[str, Any]:
+    """Import a new dataset through a Core integration: an S3 object or a SQL query's result.
+
+    The integration is checked now (404 if it is not your organization's); a
+    `synthex.import` job then fetches the data with its credentials, which Core gives only
+    to the job and which are stored nowhere in Synthex.
+    """
+    dataset, job = await service.create_from_integration(session, jobs, settings, who, body)
+    return {"data": {"dataset": _dataset(dataset), "job": JobOut.model_validate(job)}}
+
+
 @router.get("", response_model=Page[DatasetOut])
 async def list_datasets(
     session: SessionDep,
@@ -270,6 +286,22 @@ async def upload_version(
     received, wanted = await _receive(request, params, store, settings, who)
     dataset, job = await service.add_version_from_upload(
         session, jobs, store, who, dataset_id, received, wanted
+    )
+    return {"data": {"dataset": _dataset(dataset), "job": JobOut.model_validate(job)}}
+
+
+@router.post("/{dataset_id}/versions/import", status_code=202, response_model=Item[ImportStarted])
+async def import_version(
+    dataset_id: str,
+    body: IntegrationImportIn,
+    session: SessionDep,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    who: Creator,
+) -> dict[str, Any]:
+    """Import the dataset's next version through a Core integration (S3 object or query)."""
+    dataset, job = await service.add_version_from_integration(
+        session, jobs, settings, who, dataset_id, body
     )
     return {"data": {"dataset": _dataset(dataset), "job": JobOut.model_validate(job)}}
 

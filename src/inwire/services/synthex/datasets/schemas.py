@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from inwire.kit.api import PatchModel, WireModel, printable
 from inwire.kit.jobs.router import JobOut
-from inwire.services.synthex.data.imports import ColumnChange
+from inwire.services.synthex.data.imports import ColumnChange, ImportOptions
 from inwire.services.synthex.schema import ColumnSpec
 
 DatasetName = Annotated[
@@ -140,3 +147,96 @@ class PreviewPage(BaseModel):
 
     data: Preview
     meta: PreviewMeta
+
+
+# -- imports through Core integrations --------------------------------------------------------
+
+IntegrationId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)
+]
+
+
+class S3ImportSource(BaseModel):
+    """An object in the bucket of an ``s3`` integration: ``url`` or ``key``, not both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["s3"]
+    integration_id: IntegrationId
+    url: str | None = Field(
+        default=None, max_length=1100, description="s3://<bucket>/<key> (the integration's bucket)"
+    )
+    key: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="Key in the integration's bucket"
+    )
+
+    @model_validator(mode="after")
+    def _url_or_key(self) -> S3ImportSource:
+        if (self.url is None) == (self.key is None):
+            raise ValueError("give exactly one of url and key")
+        if self.url is not None:
+            bucket, _, key = self.url.removeprefix("s3://").partition("/")
+            if not self.url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+                raise ValueError("url must be s3://<bucket>/<key> naming one object")
+        elif self.key is not None and self.key.endswith("/"):
+            raise ValueError("key must name one object, not a folder")
+        return self
+
+    def location(self, bucket: str) -> tuple[str, str]:
+        """(bucket, key) of the object; ``bucket`` is the integration's, for a ``key``."""
+        if self.url is not None:
+            found, _, key = self.url.removeprefix("s3://").partition("/")
+            return found, key
+        assert self.key is not None
+        return bucket, self.key
+
+
+class SqlImportSource(BaseModel):
+    """The result of a read-only query on the database of a ``postgres`` integration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sql"]
+    integration_id: IntegrationId
+    query: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="One SELECT (or WITH … SELECT); run in a READ ONLY transaction",
+    )
+
+    @model_validator(mode="after")
+    def _has_text(self) -> SqlImportSource:
+        if not self.query.strip().rstrip(";").strip():
+            raise ValueError("query is empty")
+        return self
+
+
+ImportSource = Annotated[S3ImportSource | SqlImportSource, Field(discriminator="kind")]
+
+
+class IntegrationImportIn(BaseModel):
+    """A new version read through a Core integration; the job fetches it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: ImportSource
+    format: Literal["csv", "tsv", "parquet", "json", "jsonl", "excel"] | None = Field(
+        default=None, description="Format of an S3 object; default: from its name"
+    )
+    options: ImportOptions = Field(default_factory=ImportOptions)
+    description: Description = ""
+    tags: Tags = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _format_of_objects_only(self) -> IntegrationImportIn:
+        if self.format is not None and self.source.kind != "s3":
+            raise ValueError("format applies to S3 objects only (a query's result is typed)")
+        return self
+
+
+class DatasetImportIn(IntegrationImportIn):
+    """A new dataset read through a Core integration."""
+
+    name: DatasetName | None = Field(
+        default=None, description="Default: the object's file name, or the integration's name"
+    )

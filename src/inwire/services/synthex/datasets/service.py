@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pydantic import ValidationError
@@ -26,17 +26,26 @@ from inwire.services.synthex.data.events import emit
 from inwire.services.synthex.data.files import local_parts
 from inwire.services.synthex.data.imports import ColumnChange, ImportInput, ImportOptions
 from inwire.services.synthex.data.infer import storage_fits
+from inwire.services.synthex.data.integrations import SOURCE_INTEGRATION_KINDS, check_s3_location
 from inwire.services.synthex.datasets.models import Dataset, DatasetVersion
 from inwire.services.synthex.datasets.repository import (
     ActiveJobRepository,
     DatasetRepository,
     VersionRepository,
 )
-from inwire.services.synthex.datasets.schemas import Dependent
+from inwire.services.synthex.datasets.schemas import (
+    DatasetImportIn,
+    Dependent,
+    IntegrationImportIn,
+    S3ImportSource,
+)
 from inwire.services.synthex.datasets.upload import ReceivedUpload
 from inwire.services.synthex.db import SynthexBase
 from inwire.services.synthex.schema import ColumnSpec
 from inwire.services.synthex.settings import SynthexSettings
+
+if TYPE_CHECKING:
+    from inwire.contracts.core import Integration
 
 IMPORT_JOB = "synthex.import"
 _LINEAGE_TABLES = {"datasets", "dataset_versions"}
@@ -112,6 +121,34 @@ async def _submit_import(
     )
 
 
+async def _new_dataset(
+    session: AsyncSession, who: Principal, name: str, description: str, tags: list[str]
+) -> Dataset:
+    """A dataset row of the caller's organization, without versions yet."""
+    from inwire.kit.ids import new_id
+
+    dataset = Dataset(
+        id=new_id("ds"),
+        name=name[:200],
+        description=description,
+        tags=tags,
+        created_by=who.subject,
+    )
+    await DatasetRepository(session, who.org).add(dataset)
+    return dataset
+
+
+async def _announce(session: AsyncSession, who: Principal, dataset: Dataset, job: Job) -> None:
+    """``dataset.created``, with the job importing its first version."""
+    await emit(
+        session,
+        "dataset.created",
+        who.org,
+        dataset.id,
+        {"dataset_id": dataset.id, "name": dataset.name, "job_id": job.id},
+    )
+
+
 async def create_from_upload(
     session: AsyncSession,
     jobs: JobService,
@@ -123,25 +160,12 @@ async def create_from_upload(
     """A new dataset for an uploaded file, and the job importing it as version 1."""
     options = import_options(request.options)
     await _check_file(store, received)
-    from inwire.kit.ids import new_id
-
     stem = received.filename.rsplit(".", 1)[0].strip() or "dataset"
-    dataset = Dataset(
-        id=new_id("ds"),
-        name=(request.name or stem)[:200],
-        description=request.description,
-        tags=request.tags,
-        created_by=who.subject,
+    dataset = await _new_dataset(
+        session, who, request.name or stem, request.description, request.tags
     )
-    await DatasetRepository(session, who.org).add(dataset)
     job = await _submit_import(session, jobs, who, dataset, received, request, options, None)
-    await emit(
-        session,
-        "dataset.created",
-        who.org,
-        dataset.id,
-        {"dataset_id": dataset.id, "name": dataset.name, "job_id": job.id},
-    )
+    await _announce(session, who, dataset, job)
     return dataset, job
 
 
@@ -165,6 +189,102 @@ async def add_version_from_upload(
     # A new upload does not derive from the previous version: no parent (deleting an old
     # version stays free).
     job = await _submit_import(session, jobs, who, dataset, received, request, options, None)
+    return dataset, job
+
+
+# -- imports through Core integrations -----------------------------------------------------------
+
+
+async def _integration_source(
+    settings: SynthexSettings, who: Principal, body: IntegrationImportIn
+) -> tuple[dict[str, Any], Integration]:
+    """The job's source for ``body`` (ids and locations, no secret) and the integration,
+    checked now with the caller's own token: Core answers 404 for another organization's
+    integration, and the kind and S3 location must fit."""
+    from inwire.contracts.core import CoreClient
+
+    source = body.source
+    async with CoreClient(settings.core_url, credentials=who.token, timeout=10) as core:
+        try:
+            integration = await core.get_integration(source.integration_id)
+        except NotFound as exc:
+            raise NotFound(
+                f"Integration {source.integration_id!r} not found",
+                details=[{"field": "source.integration_id", "message": "not found"}],
+            ) from exc
+    expected = SOURCE_INTEGRATION_KINDS[source.kind]
+    if integration.kind != expected:
+        raise Invalid(
+            f"Integration {integration.id!r} is {integration.kind}; "
+            f"{source.kind} imports need a {expected} integration",
+            details=[{"field": "source.integration_id", "message": f"needs a {expected} one"}],
+        )
+    if isinstance(source, S3ImportSource):
+        bucket, key = source.location(str(integration.config.get("bucket", "")))
+        check_s3_location(integration.config, bucket, key)
+        return (
+            {"kind": "s3", "integration_id": integration.id, "bucket": bucket, "key": key},
+            integration,
+        )
+    return (
+        {"kind": "sql", "integration_id": integration.id, "query": source.query},
+        integration,
+    )
+
+
+async def _submit_integration_import(
+    session: AsyncSession,
+    jobs: JobService,
+    who: Principal,
+    dataset: Dataset,
+    source: dict[str, Any],
+    body: IntegrationImportIn,
+) -> Job:
+    job_input = ImportInput(
+        dataset_id=dataset.id,
+        source=source,
+        format=body.format,
+        options=body.options,
+        description=body.description,
+        tags=body.tags,
+    )
+    return await jobs.submit(
+        session, who.org, IMPORT_JOB, job_input.model_dump(mode="json"), who.subject
+    )
+
+
+async def create_from_integration(
+    session: AsyncSession,
+    jobs: JobService,
+    settings: SynthexSettings,
+    who: Principal,
+    body: DatasetImportIn,
+) -> tuple[Dataset, Job]:
+    """A new dataset, and the job importing an S3 object or a query's result as version 1."""
+    source, integration = await _integration_source(settings, who, body)
+    if source["kind"] == "s3":
+        default_name = str(source["key"]).rsplit("/", 1)[-1].rsplit(".", 1)[0].strip()
+    else:
+        default_name = integration.name
+    name = body.name or default_name or "dataset"
+    dataset = await _new_dataset(session, who, name, body.description, body.tags)
+    job = await _submit_integration_import(session, jobs, who, dataset, source, body)
+    await _announce(session, who, dataset, job)
+    return dataset, job
+
+
+async def add_version_from_integration(
+    session: AsyncSession,
+    jobs: JobService,
+    settings: SynthexSettings,
+    who: Principal,
+    dataset_id: str,
+    body: IntegrationImportIn,
+) -> tuple[Dataset, Job]:
+    """The job importing an S3 object or a query's result as the dataset's next version."""
+    dataset = await DatasetRepository(session, who.org).get(dataset_id)
+    source, _ = await _integration_source(settings, who, body)
+    job = await _submit_integration_import(session, jobs, who, dataset, source, body)
     return dataset, job
 
 
