@@ -50,13 +50,20 @@ class Platform:
     output: Path
     process: subprocess.Popen[bytes]
 
-    def pid_of(self, service: str) -> int:
-        """The PID the status table printed for ``service``."""
+    def _row(self, service: str) -> list[str]:
         for line in self.output.read_text().splitlines():
             cells = [c.strip() for c in line.split("│")]
             if len(cells) > 4 and cells[1] == service:
-                return int(cells[4])
+                return cells
         raise AssertionError(f"no {service} row in:\n{self.output.read_text()}")
+
+    def pid_of(self, service: str) -> int:
+        """The PID the status table printed for ``service``."""
+        return int(self._row(service)[4])
+
+    def url_of(self, service: str) -> str:
+        """The service's own URL (not the gateway's), from the status table."""
+        return self._row(service)[2]
 
     def credentials(self) -> dict[str, Any]:
         """The first admin's e-mail, password and organization, as Core wrote them."""

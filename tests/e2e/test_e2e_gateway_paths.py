@@ -186,6 +186,52 @@ def test_a_route_groups_budget_runs_out_with_429(
     assert client.get("/core/api/v1/teams", headers=owner).status_code == 200
 
 
+def test_the_internal_secret_works_only_between_services_never_through_the_gateway(
+    platform: Platform, client: httpx.Client, owner: dict[str, str]
+) -> None:
+    created = client.post(
+        "/core/api/v1/integrations",
+        json={
+            "name": "warehouse",
+            "kind": "postgres",
+            "config": {"host": "db.internal", "database": "sales"},
+            "credentials": {"user": "reader", "password": "never-shown-to-users"},
+        },
+        headers=owner,
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v1/integrations/{created.json()['data']['id']}/resolve"
+    me = client.get("/core/api/v1/auth/me", headers=owner).json()["data"]
+    body = {"organization_id": me["organization_id"], "on_behalf_of": me["id"]}
+
+    core = platform.url_of("core")
+    guessed = client.post(f"/core{path}", json=body, headers={**owner, "X-Inwire-Internal": "x"})
+    assert_error(guessed, 403, "INTERNAL_ONLY")
+    wrong = httpx.post(
+        f"{core}{path}", json=body, headers={"X-Inwire-Internal": "x"}, trust_env=False
+    )
+    assert_error(wrong, 403, "INTERNAL_ONLY")
+    # Even the installation's real secret (made on that first check, shared by the services
+    # through the home) is dropped by the gateway: from outside, the endpoint is closed.
+    secret_file = platform.home / "internal-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = secret_file.read_text().strip()
+    stolen = client.post(f"/core{path}", json=body, headers={**owner, "X-Inwire-Internal": secret})
+    assert_error(stolen, 403, "INTERNAL_ONLY")
+    assert "never-shown-to-users" not in stolen.text
+
+    # Service to service, on Core's own port, the secret opens it.
+    direct = httpx.post(
+        f"{core}{path}",
+        json=body,
+        headers={"X-Inwire-Internal": secret},
+        trust_env=False,
+        timeout=30,
+    )
+    assert direct.status_code == 200, direct.text
+    assert direct.json()["data"]["credentials"]["password"] == "never-shown-to-users"
+
+
 @pytest.fixture(scope="module")
 def slow_core_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """``inwire up`` whose gateway waits one second for an answer, in front of a Core whose
