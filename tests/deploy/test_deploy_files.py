@@ -75,6 +75,7 @@ COMPOSE_ENV = {
     "POSTGRES_PASSWORD": "pgpass0123456789",
     "S3_SECRET_KEY": "s3secret0123456789",
     "INWIRE_CORE_SECRET_KEY": Fernet.generate_key().decode(),
+    "INWIRE_INTERNAL_SECRET": "internal0123456789abcdef",
 }
 #: Values the chart is rendered with: every required one, every backend set.
 CHART_VALUES: dict[str, Any] = {
@@ -87,6 +88,7 @@ CHART_VALUES: dict[str, Any] = {
         "secretAccessKey": "secret0123456789",
     },
     "core": {"secretKey": COMPOSE_ENV["INWIRE_CORE_SECRET_KEY"]},
+    "internalSecret": COMPOSE_ENV["INWIRE_INTERNAL_SECRET"],
     "ingress": {"enabled": True, "host": "inwire.test", "tls": [{"secretName": "t"}]},
 }
 
@@ -614,6 +616,10 @@ def test_compose_environment_is_real_settings_with_usable_backend_urls(
     assert (core_key == COMPOSE_ENV["INWIRE_CORE_SECRET_KEY"]) is (container == "core"), (
         "only Core holds the key that seals secrets"
     )
+    internal = env.get("INWIRE_INTERNAL_SECRET")
+    assert (internal == COMPOSE_ENV["INWIRE_INTERNAL_SECRET"]) is (container != GATEWAY), (
+        "every service holds the internal secret, the gateway does not"
+    )
 
 
 # --------------------------------------------------------------------------- Helm chart
@@ -720,6 +726,8 @@ def test_chart_refuses_to_render_without_a_database_or_core_key() -> None:
         render({**CHART_VALUES, "database": {"url": ""}})
     with pytest.raises(helm.HelmRenderError, match=r"core\.secretKey is required"):
         render({**CHART_VALUES, "core": {"secretKey": ""}})
+    with pytest.raises(helm.HelmRenderError, match=r"internalSecret is required"):
+        render({**CHART_VALUES, "internalSecret": ""})
 
 
 CHART_VARIANTS = {
@@ -727,6 +735,7 @@ CHART_VARIANTS = {
     "defaults and required only": {
         "database": CHART_VALUES["database"],
         "core": CHART_VALUES["core"],
+        "internalSecret": CHART_VALUES["internalSecret"],
     },
     "existing secret, no gateway, no migration": {
         "existingSecret": "inwire-managed",
@@ -807,6 +816,10 @@ def test_chart_environment_is_real_settings_with_usable_backend_urls(
     core_key = own.get("INWIRE_CORE_SECRET_KEY")
     assert (core_key == CHART_VALUES["core"]["secretKey"]) is (container == "core"), (
         "only Core holds the key that seals secrets"
+    )
+    internal = own.get("INWIRE_INTERNAL_SECRET")
+    assert (internal == CHART_VALUES["internalSecret"]) is (container != GATEWAY), (
+        "every service holds the internal secret, the gateway does not"
     )
 
 

@@ -55,6 +55,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "inwire.secretData" -}}
 database-url: {{ required "database.url is required (postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB), or set existingSecret" .Values.database.url | b64enc | quote }}
 core-secret-key: {{ required "core.secretKey is required (a Fernet key), or set existingSecret" .Values.core.secretKey | b64enc | quote }}
+internal-secret: {{ required "internalSecret is required (random text), or set existingSecret" .Values.internalSecret | b64enc | quote }}
 {{- with .Values.cache.url }}
 cache-url: {{ . | b64enc | quote }}
 {{- end }}
@@ -79,6 +80,11 @@ s3-secret-access-key: {{ . | b64enc | quote }}
     secretKeyRef:
       name: {{ .secret }}
       key: database-url
+- name: INWIRE_INTERNAL_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: internal-secret
 - name: INWIRE_CACHE_URL
   valueFrom:
     secretKeyRef:
