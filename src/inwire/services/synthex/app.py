@@ -6,7 +6,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +37,7 @@ UPLOAD_ROUTES = re.compile(r"/api/v1/datasets(/[^/]+/versions)?")
 
 def job_registry() -> JobRegistry:
     """Every job type whose module exists in this installation."""
-    registry = JobRegistry()
-    for job_type, target in JOB_TYPES.items():
-        module = target.partition(":")[0]
-        try:
-            found = find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            registry.register(job_type, target)
-    return registry
+    return JobRegistry.installed(JOB_TYPES)
 
 
 def create_app(
