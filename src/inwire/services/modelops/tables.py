@@ -12,7 +12,7 @@ from importlib import import_module
 from inwire.services.modelops.db import JOB_TABLES, OUTBOX, ModelOpsBase
 
 #: The concept folders of ModelOps, in dependency order.
-CONCEPTS: tuple[str, ...] = ("models",)
+CONCEPTS: tuple[str, ...] = ("models", "builds", "deployments", "monitoring", "governance")
 
 
 def _import_models() -> None:
