@@ -1,0 +1,1 @@
+"""Monitoring of deployments: traffic, errors, latency, predictions and input drift."""

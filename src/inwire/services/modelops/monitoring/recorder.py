@@ -1,0 +1,243 @@
+"""The prediction recorder: the predict path tells it what happened, it writes windows.
+
+``observe`` only updates an in-memory summary of the current minute (no I/O, no await);
+a background task flushes the summaries every ``flush_interval`` seconds into
+``monitoring_windows``, merging with what an earlier flush of the same minute wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from inwire.kit.db import Database
+from inwire.services.modelops.monitoring.models import MonitoringWindow
+from inwire.services.modelops.monitoring.sketch import (
+    MAX_CLASSES,
+    Reservoir,
+    latency_bucket,
+    merge_counts,
+    merge_samples,
+    split_predictions,
+)
+
+log = logging.getLogger(__name__)
+
+#: (organization, deployment, version, window start)
+WindowKey = tuple[str, str, str, datetime]
+
+
+def window_start(at: datetime) -> datetime:
+    """The start of the minute ``at`` falls in (UTC)."""
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+@dataclass
+class WindowState:
+    """What one minute of one version's traffic looks like so far (not yet flushed)."""
+
+    inputs: Reservoir
+    predictions: Reservoir
+    requests: int = 0
+    errors: int = 0
+    rows: int = 0
+    latency_sum: float = 0.0
+    latency_max: float = 0.0
+    latency_buckets: dict[str, int] = field(default_factory=dict)
+    prediction_counts: dict[str, int] = field(default_factory=dict)
+
+
+class PredictionRecorder:
+    """Aggregates predictions per deployment, version and minute; flushes them to the
+    database in the background. Create once per app; ``start`` then ``close``."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_interval: float = 1.0,
+        sample_rows: int = 1000,
+        seed: int | None = None,
+    ) -> None:
+        self.db = db
+        self.flush_interval = flush_interval
+        self.sample_rows = sample_rows
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._windows: dict[WindowKey, WindowState] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    def observe(
+        self,
+        org_id: str,
+        deployment_id: str,
+        version_id: str,
+        inputs: list[dict[str, Any]],
+        outputs: list[Any] | None,
+        latency_s: float,
+        error: bool,
+    ) -> None:
+        """Count one request that ``version_id`` answered (or failed) in ``latency_s``."""
+        key = (org_id, deployment_id, version_id, window_start(datetime.now(UTC)))
+        numbers, classes = split_predictions(outputs or []) if not error else ([], {})
+        with self._lock:
+            state = self._windows.get(key)
+            if state is None:
+                state = WindowState(
+                    inputs=Reservoir(self.sample_rows, self._rng),
+                    predictions=Reservoir(self.sample_rows, self._rng),
+                )
+                self._windows[key] = state
+            state.requests += 1
+            state.errors += int(bool(error))
+            state.rows += len(inputs)
+            latency = max(0.0, float(latency_s))
+            state.latency_sum += latency
+            state.latency_max = max(state.latency_max, latency)
+            bucket = str(latency_bucket(latency))
+            state.latency_buckets[bucket] = state.latency_buckets.get(bucket, 0) + 1
+            if not error:
+                state.inputs.offer(inputs)
+                state.predictions.offer(numbers)
+                merge_counts(state.prediction_counts, classes, MAX_CLASSES)
+
+    async def start(self) -> None:
+        """Start flushing in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="prediction-recorder")
+
+    async def close(self) -> None:
+        """Stop the background task and flush what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must outlive a database hiccup
+                log.exception("prediction recorder: flush or drift check failed")
+
+    async def flush(self) -> None:
+        """Write every pending window now (merging into rows already there)."""
+        async with self._flush_lock:
+            with self._lock:
+                pending, self._windows = self._windows, {}
+            if not pending:
+                return
+            try:
+                async with self.db.session() as session:
+                    for key, state in pending.items():
+                        await self._write(session, key, state)
+            except Exception:
+                with self._lock:  # keep them for the next flush
+                    for key, state in pending.items():
+                        newer = self._windows.get(key)
+                        self._windows[key] = (
+                            state if newer is None else self._merge_states(state, newer)
+                        )
+                raise
+
+    def _merge_states(self, old: WindowState, new: WindowState) -> WindowState:
+        new.requests += old.requests
+        new.errors += old.errors
+        new.rows += old.rows
+        new.latency_sum += old.latency_sum
+        new.latency_max = max(new.latency_max, old.latency_max)
+        merge_counts(new.latency_buckets, old.latency_buckets)
+        merge_counts(new.prediction_counts, old.prediction_counts, MAX_CLASSES)
+        for mine, theirs in ((new.inputs, old.inputs), (new.predictions, old.predictions)):
+            mine.items = merge_samples(
+                theirs.items, theirs.seen, mine.items, mine.seen, self.sample_rows, self._rng
+            )
+            mine.seen += theirs.seen
+        return new
+
+    async def _write(self, session: Any, key: WindowKey, state: WindowState) -> None:
+        org_id, deployment_id, version_id, start = key
+        row = (
+            await session.execute(
+                select(MonitoringWindow)
+                .where(
+                    MonitoringWindow.deployment_id == deployment_id,
+                    MonitoringWindow.version_id == version_id,
+                    MonitoringWindow.window_start == start,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            session.add(
+                MonitoringWindow(
+                    organization_id=org_id,
+                    deployment_id=deployment_id,
+                    version_id=version_id,
+                    window_start=start,
+                    requests=state.requests,
+                    errors=state.errors,
+                    rows=state.rows,
+                    latency_sum=state.latency_sum,
+                    latency_max=state.latency_max,
+                    latency_buckets=state.latency_buckets,
+                    prediction_counts=state.prediction_counts,
+                    prediction_sample=state.predictions.items,
+                    prediction_seen=state.predictions.seen,
+                    input_sample=_jsonable(state.inputs.items),
+                    input_seen=state.inputs.seen,
+                )
+            )
+            await session.flush()
+            return
+        buckets = dict(row.latency_buckets or {})
+        merge_counts(buckets, state.latency_buckets)
+        counts = dict(row.prediction_counts or {})
+        merge_counts(counts, state.prediction_counts, MAX_CLASSES)
+        row.requests += state.requests
+        row.errors += state.errors
+        row.rows += state.rows
+        row.latency_sum += state.latency_sum
+        row.latency_max = max(row.latency_max, state.latency_max)
+        row.latency_buckets = buckets
+        row.prediction_counts = counts
+        row.prediction_sample = merge_samples(
+            list(row.prediction_sample or []),
+            row.prediction_seen,
+            state.predictions.items,
+            state.predictions.seen,
+            self.sample_rows,
+            self._rng,
+        )
+        row.prediction_seen += state.predictions.seen
+        row.input_sample = merge_samples(
+            list(row.input_sample or []),
+            row.input_seen,
+            _jsonable(state.inputs.items),
+            state.inputs.seen,
+            self.sample_rows,
+            self._rng,
+        )
+        row.input_seen += state.inputs.seen
+        await session.flush()
+
+
+def _jsonable(rows: list[Any]) -> list[Any]:
+    """The sampled rows as plain JSON values (dates and the like become strings)."""
+    result: list[Any] = json.loads(json.dumps(rows, default=str))
+    return result
