@@ -1,0 +1,1 @@
+"""Governance of ModelOps: approvals, the audit trail and the history of production."""
