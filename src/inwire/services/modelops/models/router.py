@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import BackgroundTasks, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
@@ -15,6 +15,8 @@ from inwire.kit.auth import Principal, require
 from inwire.kit.db import Database, SessionDep
 from inwire.kit.errors import NotFound
 from inwire.kit.storage import ObjectStore, StorageDep
+from inwire.services.modelops.governance import promotion
+from inwire.services.modelops.governance.schemas import ApprovalOut
 from inwire.services.modelops.models import files, service
 from inwire.services.modelops.models.repository import NameFilter, VersionFilter
 from inwire.services.modelops.models.schemas import (
@@ -85,6 +87,20 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
+
+#: A promotion to production that waits for approval answers 202 with the approval, and
+#: ``meta.approval_required`` so that clients tell it from the version.
+_GATED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": Item[ApprovalOut],
+        "description": "Promotion to production awaits approval (`meta.approval_required`)",
+    }
+}
+
+
+def _awaiting(approval: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"data": approval, "meta": {"approval_required": True}}, status_code=202)
+
 
 Q = Query  # short alias for the many query parameters below
 NameQ = Annotated[str | None, Q(max_length=250, description="Model name contains (any case)")]
@@ -344,12 +360,26 @@ async def delete_version_tag(
     return {"data": await _version_out(session, who, row, ver)}
 
 
-@router.post("/{model}/versions/{version}/stage", response_model=Item[ModelVersionOut])
+@router.post(
+    "/{model}/versions/{version}/stage", response_model=Item[ModelVersionOut], responses=_GATED
+)
 async def transition_stage(
     model: str, version: int, data: StageTransition, session: SessionDep, who: Updater
-) -> dict[str, Any]:
+) -> Any:
     """Move a version to None, Staging, Production or Archived; with
-    `archive_existing_versions` the versions already in that stage are archived."""
+    `archive_existing_versions` the versions already in that stage are archived. When
+    your organization's policy requires approval, a move to Production answers 202 with
+    the approval it waits for."""
+    approval = await promotion.gate_stage(
+        session,
+        who,
+        model,
+        version,
+        data.stage,
+        archive_existing_versions=data.archive_existing_versions,
+    )
+    if approval is not None:
+        return _awaiting(approval)
     row, ver, _ = await service.transition_stage(
         session,
         who,
@@ -364,11 +394,16 @@ async def transition_stage(
 # -- aliases ----------------------------------------------------------------------------------
 
 
-@router.put("/{model}/aliases/{alias}", response_model=Item[ModelVersionOut])
+@router.put("/{model}/aliases/{alias}", response_model=Item[ModelVersionOut], responses=_GATED)
 async def set_alias(
     model: str, alias: Alias, data: AliasSet, session: SessionDep, who: Updater
-) -> dict[str, Any]:
-    """Point an alias at a version, moving it from the version that had it."""
+) -> Any:
+    """Point an alias at a version, moving it from the version that had it. The
+    `production` alias is a promotion: when your organization's policy requires approval,
+    it answers 202 with the approval it waits for."""
+    approval = await promotion.gate_alias(session, who, model, alias, data.version)
+    if approval is not None:
+        return _awaiting(approval)
     row, ver = await service.set_alias(session, who, model, alias, data.version)
     return {"data": await _version_out(session, who, row, ver)}
 

@@ -28,6 +28,7 @@ from inwire.kit.events import CloudEvent
 from inwire.kit.ids import new_id
 from inwire.kit.storage import ObjectStore
 from inwire.services.modelops.db import OUTBOX
+from inwire.services.modelops.governance import audit, history
 from inwire.services.modelops.models import files, signatures
 from inwire.services.modelops.models.files import StoredFile
 from inwire.services.modelops.models.models import ModelAlias, ModelVersion, RegisteredModel
@@ -67,6 +68,33 @@ async def _emit(
             inwireorg=who.org,
         ),
     )
+
+
+def _model_state(model: RegisteredModel) -> dict[str, Any]:
+    """What the audit trail keeps of a model."""
+    return {
+        "name": model.name,
+        "description": model.description,
+        "model_card": model.model_card,
+        "tags": dict(model.tags),
+    }
+
+
+def _version_state(version: ModelVersion) -> dict[str, Any]:
+    """What the audit trail keeps of a version."""
+    return {
+        "model_id": version.model_id,
+        "version": version.version,
+        "status": version.status,
+        "status_message": version.status_message,
+        "stage": version.stage,
+        "description": version.description,
+        "tags": dict(version.tags),
+        "source": version.source,
+        "flavor": version.flavor,
+        "file_count": version.file_count,
+        "size_bytes": version.size_bytes,
+    }
 
 
 def _name_taken(name: str) -> Conflict:
@@ -126,6 +154,9 @@ async def create_model(session: AsyncSession, who: Principal, data: ModelCreate)
     except Conflict as exc:  # a concurrent create took the name first
         raise _name_taken(data.name) from exc
     await _emit(session, "model.created", who, model.id, {"name": model.name})
+    await audit.record_by(
+        session, who, "model.create", "model", model.id, after=_model_state(model)
+    )
     return model
 
 
@@ -152,6 +183,7 @@ async def update_model(
     name = changes.get("name")
     if name is not None and name != model.name and await repo.by_name(name) is not None:
         raise _name_taken(name)
+    before = _model_state(model)
     for key, value in changes.items():
         setattr(model, key, value)
     model.updated_at = utcnow()
@@ -161,6 +193,9 @@ async def update_model(
         raise _name_taken(str(name)) from exc
     if name is not None:
         await _emit(session, "model.renamed", who, model.id, {"name": model.name})
+    await audit.record_by(
+        session, who, "model.update", "model", model.id, before=before, after=_model_state(model)
+    )
     return model
 
 
@@ -171,9 +206,13 @@ async def set_model_tag(
     repo = ModelRepository(session, who.org)
     model = await resolve(repo, ref)
     _check_tag_room(model.tags, key)
+    before = {"tags": dict(model.tags)}
     model.tags = {**model.tags, key: value}
     model.updated_at = utcnow()
     await repo.flush()
+    await audit.record_by(
+        session, who, "model.tag.set", "model", model.id, before=before, after={"tags": model.tags}
+    )
     return model
 
 
@@ -185,9 +224,19 @@ async def delete_model_tag(
     model = await resolve(repo, ref)
     if key not in model.tags:
         raise NotFound(f"Model {model.name!r} has no tag {key!r}")
+    before = {"tags": dict(model.tags)}
     model.tags = {k: v for k, v in model.tags.items() if k != key}
     model.updated_at = utcnow()
     await repo.flush()
+    await audit.record_by(
+        session,
+        who,
+        "model.tag.delete",
+        "model",
+        model.id,
+        before=before,
+        after={"tags": model.tags},
+    )
     return model
 
 
@@ -200,8 +249,19 @@ async def delete_model(session: AsyncSession, who: Principal, ref: str) -> str:
     """Delete a model with its versions and aliases; the object-store prefix to purge."""
     repo = ModelRepository(session, who.org)
     model = await resolve(repo, ref)
+    versions = await VersionRepository(session, who.org).all(ModelVersion.model_id == model.id)
+    await history.left(
+        session,
+        who.org,
+        [v.id for v in versions],
+        source=None,
+        actor=who.subject,
+        reason="model deleted",
+    )
+    before = _model_state(model)
     await repo.remove(model)
     await _emit(session, "model.deleted", who, model.id, {"name": model.name})
+    await audit.record_by(session, who, "model.delete", "model", model.id, before=before)
     return files.model_prefix(who.org, model.id)
 
 
@@ -299,10 +359,12 @@ async def update_version(
 ) -> tuple[RegisteredModel, ModelVersion]:
     """Change a version's description or tags."""
     model, version = await get_version(session, who, ref, number)
+    before = _version_state(version)
     for key, value in changes.items():
         setattr(version, key, value)
     version.updated_at = utcnow()
     await VersionRepository(session, who.org).flush()
+    await _audit_version(session, who, "model.version.update", version, before)
     return model, version
 
 
@@ -312,9 +374,11 @@ async def set_version_tag(
     """Set one tag of a version."""
     model, version = await get_version(session, who, ref, number)
     _check_tag_room(version.tags, key)
+    before = _version_state(version)
     version.tags = {**version.tags, key: value}
     version.updated_at = utcnow()
     await VersionRepository(session, who.org).flush()
+    await _audit_version(session, who, "model.version.tag.set", version, before)
     return model, version
 
 
@@ -325,16 +389,43 @@ async def delete_version_tag(
     model, version = await get_version(session, who, ref, number)
     if key not in version.tags:
         raise NotFound(f"Version {number} of {model.name!r} has no tag {key!r}")
+    before = _version_state(version)
     version.tags = {k: v for k, v in version.tags.items() if k != key}
     version.updated_at = utcnow()
     await VersionRepository(session, who.org).flush()
+    await _audit_version(session, who, "model.version.tag.delete", version, before)
     return model, version
+
+
+async def _audit_version(
+    session: AsyncSession,
+    who: Principal,
+    action: str,
+    version: ModelVersion,
+    before: dict[str, Any] | None,
+) -> None:
+    await audit.record_by(
+        session,
+        who,
+        action,
+        "model_version",
+        version.id,
+        before=before,
+        after=_version_state(version),
+    )
 
 
 async def delete_version(session: AsyncSession, who: Principal, ref: str, number: int) -> str:
     """Delete a version (its aliases go with it); the object-store prefix to purge."""
     model, version = await get_version(session, who, ref, number)
+    await history.left(
+        session, who.org, [version.id], source=None, actor=who.subject, reason="version deleted"
+    )
+    before = _version_state(version)
     await VersionRepository(session, who.org).remove(version)
+    await audit.record_by(
+        session, who, "model.version.delete", "model_version", version.id, before=before
+    )
     await _emit(
         session,
         "model.version.deleted",
@@ -461,6 +552,7 @@ async def _reserve(
         )
         await VersionRepository(session, who.org).add(version)
         model.updated_at = utcnow()
+        await _audit_version(session, who, "model.version.create", version, None)
         if status == "READY":
             await _emit_created(session, who, model, version)
         return model.id, number
@@ -540,10 +632,12 @@ async def register_from_run(
         if version is None:  # deleted while its files were copied
             await files.purge(store, target)
             raise NotFound(f"Version {number} was deleted while it was registered")
+        before = _version_state(version)
         version.status = "FAILED_REGISTRATION" if failure else "READY"
         version.status_message = failure
         version.updated_at = utcnow()
         await repo.flush()
+        await _audit_version(session, who, "model.version.register", version, before)
         if not failure:
             model = await ModelRepository(session, who.org).get(model_id)
             await _emit_created(session, who, model, version)
@@ -664,12 +758,15 @@ async def transition_stage(
     stage: str,
     *,
     archive_existing_versions: bool = False,
+    reason: str = "",
 ) -> tuple[RegisteredModel, ModelVersion, list[int]]:
     """Move a version to ``stage`` (MLflow's rules); the only way a stage changes.
 
     ``archive_existing_versions`` archives the other versions in the target stage, and
     only Staging and Production may ask it (400 otherwise). Only a READY version may go
-    to Staging or Production (409). Returns the versions archived on the way.
+    to Staging or Production (409). Returns the versions archived on the way. Audited,
+    and a move into or out of Production is written to the production history (with
+    ``reason``). Promotion to Production is gated before this call (``governance``).
     """
     target = canonical_stage(stage)
     if archive_existing_versions and target not in ACTIVE_STAGES:
@@ -690,14 +787,42 @@ async def transition_stage(
             code="VERSION_NOT_READY",
         )
     archived: list[int] = []
+    left_production: list[str] = []
     if archive_existing_versions:
         others = [v for v in await versions.in_stage(model.id, target) if v.id != version.id]
         await versions.set_stage([v.id for v in others], "Archived")
         archived = sorted(v.version for v in others)
+        if target == history.PRODUCTION_STAGE:
+            left_production = [v.id for v in others]
     before = version.stage
     version.stage = target
     version.updated_at = utcnow()
     await versions.flush()
+    if before == history.PRODUCTION_STAGE and target != before:
+        left_production.append(version.id)
+    why = reason or f"stage {before} -> {target}"
+    await history.left(
+        session, who.org, left_production, source="stage", actor=who.subject, reason=why
+    )
+    if target == history.PRODUCTION_STAGE:
+        await history.entered(
+            session,
+            who.org,
+            model_id=model.id,
+            version_id=version.id,
+            source="stage",
+            actor=who.subject,
+            reason=why,
+        )
+    await audit.record_by(
+        session,
+        who,
+        "model.version.stage",
+        "model_version",
+        version.id,
+        before={"stage": before},
+        after={"stage": target, "archived_versions": archived},
+    )
     await _emit(
         session,
         "model.version.stage_changed",
@@ -716,10 +841,11 @@ async def transition_stage(
 
 
 async def set_alias(
-    session: AsyncSession, who: Principal, ref: str, alias: str, number: int
+    session: AsyncSession, who: Principal, ref: str, alias: str, number: int, *, reason: str = ""
 ) -> tuple[RegisteredModel, ModelVersion]:
     """Point ``alias`` at version ``number``, moving it from another version in the same
-    transaction (the model's row is locked, so concurrent moves queue)."""
+    transaction (the model's row is locked, so concurrent moves queue). Audited; a move
+    of the ``production`` alias is written to the production history (with ``reason``)."""
     repo = ModelRepository(session, who.org)
     model = await repo.locked((await resolve(repo, ref)).id)
     version = await VersionRepository(session, who.org).by_number(model.id, number)
@@ -740,6 +866,18 @@ async def set_alias(
         row.created_by = who.subject
         row.updated_at = utcnow()
         await aliases.flush()
+    await _alias_history(
+        session, who, model.id, alias, before, version.id, reason or f"alias {alias} set"
+    )
+    await audit.record_by(
+        session,
+        who,
+        "model.alias.set",
+        "model",
+        model.id,
+        before={"alias": alias, "version_id": before},
+        after={"alias": alias, "version_id": version.id, "version": number},
+    )
     await _emit(
         session,
         "model.alias.set",
@@ -760,6 +898,43 @@ async def delete_alias(session: AsyncSession, who: Principal, ref: str, alias: s
         raise NotFound(f"Model {model.name!r} has no alias {alias!r}")
     await aliases.remove(row)
     await _emit(session, "model.alias.deleted", who, model.id, {"name": model.name, "alias": alias})
+    await _alias_history(session, who, model.id, alias, row.version_id, None, "alias removed")
+    await audit.record_by(
+        session,
+        who,
+        "model.alias.delete",
+        "model",
+        model.id,
+        before={"alias": alias, "version_id": row.version_id},
+    )
+
+
+async def _alias_history(
+    session: AsyncSession,
+    who: Principal,
+    model_id: str,
+    alias: str,
+    old: str | None,
+    new: str | None,
+    reason: str,
+) -> None:
+    """The production history of a move of the ``production`` alias (any case)."""
+    if alias.lower() != history.PRODUCTION_ALIAS or old == new:
+        return
+    if old is not None:
+        await history.left(
+            session, who.org, [old], source="alias", actor=who.subject, reason=reason
+        )
+    if new is not None:
+        await history.entered(
+            session,
+            who.org,
+            model_id=model_id,
+            version_id=new,
+            source="alias",
+            actor=who.subject,
+            reason=reason,
+        )
 
 
 async def by_alias(
