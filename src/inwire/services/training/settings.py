@@ -36,3 +36,7 @@ class TrainingSettings(ServiceSettings):
     modelops_url: str = "http://127.0.0.1:18087"
     #: How long an API key's exchange is reused before Core is asked again (seconds).
     api_key_cache_seconds: float = Field(default=60.0, ge=0)
+    # -- hyperparameter tuning (tuning/) -----------------------------------------------------
+    #: Most trials one tuning job may run at the same time (``n_parallel``, threads of the
+    #: job's worker process); a request asking for more is a 400.
+    tuning_max_parallel: int = Field(default=4, ge=1, le=64)
