@@ -265,8 +265,8 @@ async def test_open_executor_names_what_it_supports(tmp_path: Any) -> None:
     try:
         assert open_executor("local", db=db, jobs=jobs) is not None
         assert open_executor("local://", db=db, jobs=jobs) is not None
-        with pytest.raises(UnsupportedExecutor, match="Ray executor is not available"):
-            open_executor("ray://10.0.0.1:10001", db=db, jobs=jobs)
+        # Ray connects when the executor starts (tests/kit/test_ray_executor.py).
+        assert open_executor("ray:auto", db=db, jobs=jobs) is not None
         with pytest.raises(UnsupportedExecutor, match="expected 'local'"):
             open_executor("celery://broker", db=db, jobs=jobs)
     finally:

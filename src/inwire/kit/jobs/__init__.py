@@ -10,7 +10,8 @@ A service wires them in four places::
     app = create_service_app(settings, routers=[..., jobs_router()], lifespan=lifespan)
     app.state.jobs = JobService(JOB_TABLES, registry)
 
-    # the lifespan runs the executor chosen by settings.jobs_url
+    # the lifespan runs the executor chosen by settings.jobs_url: "local" (worker
+    # subprocesses) or a Ray cluster ("ray://head:10001", "ray:auto"; see ray_executor)
     async with run_jobs(app):
         yield
 
@@ -32,12 +33,15 @@ if TYPE_CHECKING:
     from inwire.kit.jobs.executor import (
         Executor,
         LocalExecutor,
+        QueueExecutor,
+        RunningAttempt,
         UnsupportedExecutor,
         open_executor,
         run_jobs,
     )
     from inwire.kit.jobs.models import Job, JobLogLine, JobStatus, JobTables, job_tables
     from inwire.kit.jobs.policy import JobPolicy
+    from inwire.kit.jobs.ray_executor import RayExecutor, RayTarget
     from inwire.kit.jobs.registry import JobFunction, JobRegistry
     from inwire.kit.jobs.router import (
         IdempotencyKeyDep,
@@ -54,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "JobFailed": "context",
     "Executor": "executor",
     "LocalExecutor": "executor",
+    "QueueExecutor": "executor",
+    "RunningAttempt": "executor",
     "UnsupportedExecutor": "executor",
     "open_executor": "executor",
     "run_jobs": "executor",
@@ -63,6 +69,8 @@ _EXPORTS: dict[str, str] = {
     "JobTables": "models",
     "job_tables": "models",
     "JobPolicy": "policy",
+    "RayExecutor": "ray_executor",
+    "RayTarget": "ray_executor",
     "JobFunction": "registry",
     "JobRegistry": "registry",
     "IdempotencyKeyDep": "router",
@@ -90,6 +98,10 @@ __all__ = [
     "JobTables",
     "JobsDep",
     "LocalExecutor",
+    "QueueExecutor",
+    "RayExecutor",
+    "RayTarget",
+    "RunningAttempt",
     "UnsupportedExecutor",
     "job_item",
     "job_tables",

@@ -2,10 +2,13 @@
 
 The job row is the source of truth and every executor works from it: it claims due jobs
 with a fenced ``UPDATE``, runs each attempt somewhere (``local``: a worker subprocess per
-attempt, at most ``concurrency`` at a time), and reaps attempts whose worker stopped
-heartbeating, whoever started them, so a crash, a ``kill -9`` or a restart of the service
-ends in a retry or a clear failure. ``submit`` and ``cancel`` are only nudges that save a
-polling interval.
+attempt; ``ray``: a Ray task per attempt, see ``ray_executor``; at most ``concurrency`` at a
+time), and reaps attempts whose worker stopped heartbeating, whoever started them, so a
+crash, a ``kill -9`` or a restart of the service ends in a retry or a clear failure.
+``submit`` and ``cancel`` are only nudges that save a polling interval.
+
+``QueueExecutor`` is that loop; an executor says only how an attempt is started, watched,
+nudged and stopped.
 """
 
 from __future__ import annotations
@@ -18,8 +21,17 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    runtime_checkable,
+)
 from urllib.parse import urlsplit
 
 from inwire.kit.db.base import utcnow
@@ -66,45 +78,45 @@ class UnsupportedExecutor(ValueError):
     """The ``jobs_url`` names an executor this installation cannot provide."""
 
 
-def open_executor(
-    url: str,
-    *,
-    db: Database,
-    jobs: JobService,
-    concurrency: int = 2,
-    policy: JobPolicy | None = None,
-    metrics: ServiceMetrics | None = None,
-    service: str = "service",
-    log_level: str = "INFO",
-    log_json: bool = True,
-    settings: Mapping[str, Any] | None = None,
-) -> Executor:
-    """The executor for ``url``: ``local`` (worker subprocesses of this service).
+class ExecutorOptions(TypedDict, total=False):
+    """What every executor accepts besides its database and job service."""
 
-    Any other scheme raises ``UnsupportedExecutor`` naming what is accepted.
+    #: At most this many attempts of this executor run at once.
+    concurrency: int
+    policy: JobPolicy | None
+    #: Fed the jobs-by-type-and-status gauge.
+    metrics: ServiceMetrics | None
+    #: The service's name, log level and format, for its workers' logs.
+    service: str
+    log_level: str
+    log_json: bool
+    #: The service's settings, handed to each job function as ``ctx.settings``.
+    settings: Mapping[str, Any] | None
+
+
+def open_executor(
+    url: str, *, db: Database, jobs: JobService, **options: Unpack[ExecutorOptions]
+) -> Executor:
+    """The executor for ``url``: ``local`` (worker subprocesses of this service), or a Ray
+    cluster: ``ray://host:port`` (Ray Client), ``ray:auto`` or ``ray:host:port`` (the
+    cluster this machine is a node of; see ``ray_executor``).
+
+    Any other scheme raises ``UnsupportedExecutor`` naming what is accepted, as does a Ray
+    URL when Ray is not installed.
     """
     text = url.strip()
-    scheme = urlsplit(text).scheme.lower() if "://" in text else text.lower()
+    scheme = urlsplit(text).scheme.lower() if ":" in text else text.lower()
     if scheme == "local":
-        return LocalExecutor(
-            db,
-            jobs,
-            concurrency=concurrency,
-            policy=policy,
-            metrics=metrics,
-            service=service,
-            log_level=log_level,
-            log_json=log_json,
-            settings=settings,
-        )
-    if scheme in ("ray", "rays"):
-        raise UnsupportedExecutor(
-            f"jobs_url {url!r}: the Ray executor is not available in this version of "
-            "Inwire; use jobs_url='local' (worker subprocesses)"
-        )
+        return LocalExecutor(db, jobs, **options)
+    if scheme == "ray":
+        # Imported here: the module (and Ray itself, on start) only when Ray is asked for.
+        from inwire.kit.jobs.ray_executor import RayExecutor, ray_target
+
+        return RayExecutor(db, jobs, ray_target(text), **options)
     raise UnsupportedExecutor(
-        f"unknown jobs_url {url!r}: expected 'local' (worker subprocesses) "
-        "or 'ray://host:port' (a Ray cluster)"
+        f"unknown jobs_url {url!r}: expected 'local' (worker subprocesses), "
+        "'ray://host:port' (a Ray cluster through Ray Client) or 'ray:auto' "
+        "(the Ray cluster this machine belongs to)"
     )
 
 
@@ -141,56 +153,46 @@ async def run_jobs(
         await executor.stop()
 
 
-@dataclass
-class _Worker:
-    """A worker process running one attempt."""
+class RunningAttempt:
+    """An attempt an executor started and has not settled yet (a process, a Ray task…)."""
 
-    job_id: str
-    worker_id: str
-    process: asyncio.subprocess.Process
-    spawned: float
-    cancel_sent_at: float | None = None
-    gone_at: float | None = None
-    waiter: asyncio.Task[None] | None = field(default=None, repr=False)
+    def __init__(self, job_id: str, worker_id: str) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        #: When the cancel request was passed on (monotonic seconds).
+        self.cancel_sent_at: float | None = None
+        #: When the job was first seen no longer held by this attempt (monotonic seconds).
+        self.gone_at: float | None = None
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None
+        """Whether the attempt may still be running."""
+        raise NotImplementedError
 
-    def signal(self, sig: int) -> None:
-        if self.alive:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(sig)
-
-    async def tell(self, line: str) -> None:
-        stdin = self.process.stdin
-        if stdin is None or not self.alive:
-            return
-        try:
-            stdin.write(line.encode() + b"\n")
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+    def exit_reason(self) -> str:
+        """Why an attempt that is no longer alive ended (for the job's log and error)."""
+        raise NotImplementedError
 
 
-def _exit_reason(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"worker process was killed by {name}"
-    return f"worker process exited with code {returncode}"
+W = TypeVar("W", bound=RunningAttempt)
 
 
-class LocalExecutor:
-    """Runs each attempt in a fresh ``python -m inwire.kit.jobs.worker`` subprocess.
+class QueueExecutor(Generic[W]):
+    """The loop every executor shares: claim, watch, cancel, reap, settle, all from the job row.
 
-    One loop claims due jobs up to ``concurrency``, forwards cancel requests to its workers
-    (terminating those that do not stop within ``policy.cancel_grace``), notices workers
-    that exit without storing an outcome, and reaps jobs whose heartbeat is older than
-    ``policy.heartbeat_timeout`` (from any replica, or from before a restart).
+    One loop claims due jobs up to ``concurrency``, passes cancel requests on to its
+    attempts (stopping those that do not end within ``policy.cancel_grace``), notices
+    attempts that end without storing an outcome, and reaps jobs whose heartbeat is older
+    than ``policy.heartbeat_timeout`` (from any replica, or from before a restart).
+
+    A subclass starts an attempt (``_launch``) and stops one (``_kill``, ``_terminate``,
+    ``_interrupt``); the optional hooks refresh attempt states (``_poll``), nudge a cancel
+    (``_nudge_cancel``), open and close what the executor needs (``_open``, ``_close``) and
+    tidy up after each pass (``_housekeep``).
     """
+
+    #: What runs an attempt, for the job's log when one cannot be started.
+    runner: ClassVar[str] = "a worker"
 
     def __init__(
         self,
@@ -217,10 +219,8 @@ class LocalExecutor:
         self.log_json = log_json
         #: The service's settings, handed to each job function as ``ctx.settings``.
         self.settings = dict(settings or {})
-        #: Live and not yet settled workers, by worker id.
-        self.workers: dict[str, _Worker] = {}
-        self._spares: list[asyncio.subprocess.Process] = []
-        self._retired: list[asyncio.subprocess.Process] = []
+        #: Live and not yet settled attempts, by worker id.
+        self.workers: dict[str, W] = {}
         self._waiting = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -238,40 +238,34 @@ class LocalExecutor:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stopping = False
+        await self._open()
         self._task = asyncio.create_task(self._run(), name="inwire-jobs-executor")
 
     async def stop(self) -> None:
-        """Stop the loop, end running workers and put their jobs back in the queue."""
+        """Stop the loop, end running attempts and put their jobs back in the queue."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._keep_warm()
-        spares, self._retired = self._retired, []
         workers = list(self.workers.values())
         self.workers.clear()
-        for w in workers:
-            w.signal(signal.SIGTERM)
-        await self._wait_exit(workers, self.policy.stop_grace)
-        for w in workers:
-            w.signal(signal.SIGKILL)
-        await self._wait_exit(workers, self.policy.stop_grace)
-        await self._wait_spares(spares)
-        for w in workers:
-            if w.waiter is not None:
-                w.waiter.cancel()
-            try:
-                async with self.db.session() as session:
-                    repo = self._repo(session)
-                    now = utcnow()
-                    if await repo.release(w.job_id, w.worker_id, now):
-                        await repo.append_logs(
-                            w.job_id, [(now, "warning", "interrupted by shutdown; requeued")]
-                        )
-            except Exception:
-                log.exception("could not requeue job %s at shutdown", w.job_id)
+        try:
+            await self._interrupt(workers)
+            for w in workers:
+                try:
+                    async with self.db.session() as session:
+                        repo = self._repo(session)
+                        now = utcnow()
+                        if await repo.release(w.job_id, w.worker_id, now):
+                            await repo.append_logs(
+                                w.job_id, [(now, "warning", "interrupted by shutdown; requeued")]
+                            )
+                except Exception:
+                    log.exception("could not requeue job %s at shutdown", w.job_id)
+        finally:
+            await self._close()
 
     def submit(self, job_id: str) -> None:
         """Wake the loop: a job was queued."""
@@ -280,6 +274,40 @@ class LocalExecutor:
     def cancel(self, job_id: str) -> None:
         """Wake the loop: a cancel was requested."""
         self._poke()
+
+    # -- what an executor provides ----------------------------------------------------------
+
+    async def _launch(self, job: Job, spec: WorkerSpec) -> W:
+        """Start the claimed attempt ``spec`` describes; raise if it cannot be started."""
+        raise NotImplementedError
+
+    async def _kill(self, w: W) -> None:
+        """Stop an attempt now, without waiting (it lost its job, or hangs)."""
+        raise NotImplementedError
+
+    async def _terminate(self, w: W) -> None:
+        """Stop an attempt that ignored a cancel request (its job is already cancelled)."""
+        await self._kill(w)
+
+    async def _interrupt(self, workers: list[W]) -> None:
+        """Stop these attempts at shutdown; their jobs are requeued afterwards."""
+        for w in workers:
+            await self._kill(w)
+
+    async def _poll(self) -> None:
+        """Refresh what ``alive`` and ``exit_reason`` report, before each pass."""
+
+    async def _nudge_cancel(self, w: W) -> None:
+        """Tell an attempt about its job's cancel request sooner than its next heartbeat."""
+
+    async def _open(self) -> None:
+        """Acquire what the executor needs, before the loop starts."""
+
+    async def _close(self) -> None:
+        """Release what ``_open`` acquired, after shutdown."""
+
+    async def _housekeep(self) -> None:
+        """Tidy up at the end of each pass."""
 
     # -- loop -----------------------------------------------------------------------------
 
@@ -305,12 +333,13 @@ class LocalExecutor:
             self._wake.clear()
 
     async def tick(self) -> None:
-        """One pass: settle exited workers, pass on cancels, reap, claim, refresh metrics."""
+        """One pass: settle ended attempts, pass on cancels, reap, claim, refresh metrics."""
+        await self._poll()
         await self._settle_exited()
         await self._watch_workers()
         await self._reap_stale()
         await self._claim()
-        await self._keep_warm()
+        await self._housekeep()
         await self._refresh_metrics()
 
     async def _tx(self, work: Callable[[JobRepository], Coroutine[Any, Any, T]]) -> T:
@@ -355,7 +384,7 @@ class LocalExecutor:
         return status
 
     async def _settle_exited(self) -> None:
-        """Workers that exited: if their job still runs under them, the attempt was lost."""
+        """Attempts that ended: if their job still runs under them, the attempt was lost."""
         exited = [w for w in self.workers.values() if not w.alive]
         if not exited:
             return
@@ -365,10 +394,10 @@ class LocalExecutor:
             job = jobs.get(w.job_id)
             if job is None or job.status != JobStatus.running or job.worker_id != w.worker_id:
                 continue
-            await self._end_attempt(job, _exit_reason(w.process.returncode or 0))
+            await self._end_attempt(job, w.exit_reason())
 
     async def _watch_workers(self) -> None:
-        """Pass cancel requests to workers; terminate those that ignore them or lost their job."""
+        """Pass cancel requests on; stop attempts that ignore them or lost their job."""
         live = [w for w in self.workers.values() if w.alive]
         if not live:
             return
@@ -381,17 +410,17 @@ class LocalExecutor:
                 if w.gone_at is None:
                     w.gone_at = now
                 elif now - w.gone_at > self.policy.stop_grace:
-                    w.signal(signal.SIGKILL)
+                    await self._kill(w)
                 continue
             if not job.cancel_requested:
                 continue
             if w.cancel_sent_at is None:
                 w.cancel_sent_at = now
-                await w.tell("cancel")
+                await self._nudge_cancel(w)
             elif now - w.cancel_sent_at > self.policy.cancel_grace:
                 await self._force_cancel(w)
 
-    async def _force_cancel(self, w: _Worker) -> None:
+    async def _force_cancel(self, w: W) -> None:
         grace = self.policy.cancel_grace
 
         async def work(repo: JobRepository) -> bool:
@@ -402,11 +431,9 @@ class LocalExecutor:
                 await repo.append_logs(w.job_id, [(now, "warning", note)])
             return done
 
-        # Mark first, then stop the process: a late result from it is fenced out.
+        # Mark first, then stop the attempt: a late result from it is fenced out.
         await self._tx(work)
-        w.signal(signal.SIGTERM)
-        await self._wait_exit([w], min(1.0, self.policy.stop_grace))
-        w.signal(signal.SIGKILL)
+        await self._terminate(w)
 
     async def _reap_stale(self) -> None:
         now = utcnow()
@@ -424,7 +451,7 @@ class LocalExecutor:
                 continue
             if own is not None:
                 # Hung (or stopped) but alive: it must not keep the slot or the job.
-                own.signal(signal.SIGKILL)
+                await self._kill(own)
 
     async def _claim(self) -> None:
         types = self.jobs.registry.types
@@ -445,22 +472,24 @@ class LocalExecutor:
             if job is None:
                 continue
             try:
-                await self._spawn(job)
+                w = await self._launch(job, self._spec(job))
             except Exception as exc:
-                log.exception("could not start a worker for job %s", job.id)
-                await self._end_attempt(job, f"could not start a worker process: {exc}")
+                log.exception("could not start %s for job %s", self.runner, job.id)
+                await self._end_attempt(job, f"could not start {self.runner}: {exc}")
+                continue
+            self.workers[w.worker_id] = w
 
     async def _claim_one(self, job_id: str) -> Job | None:
         worker_id = new_id("wrk")
         async with self.db.session() as session:
             return await self._repo(session).claim(job_id, worker_id, utcnow())
 
-    async def _spawn(self, job: Job) -> None:
-        worker_id = job.worker_id or ""
+    def _spec(self, job: Job) -> WorkerSpec:
+        """What the worker of the claimed ``job`` needs to run its attempt."""
         tables = self.jobs.tables
-        spec = WorkerSpec(
+        return WorkerSpec(
             job_id=job.id,
-            worker_id=worker_id,
+            worker_id=job.worker_id or "",
             target=self.jobs.registry.target(job.type),
             database_url=self.db.url,
             database_schema=self.db.schema,
@@ -473,9 +502,86 @@ class LocalExecutor:
             sys_path=[p for p in sys.path if p],
             settings=self.settings,
         )
+
+    async def _refresh_metrics(self) -> None:
+        metrics = self.metrics
+        if metrics is None or time.monotonic() - self._metrics_at < self.policy.metrics_interval:
+            return
+        self._metrics_at = time.monotonic()
+        counts = await self._tx(lambda r: r.counts())
+        seen: set[tuple[str, str]] = set()
+        for job_type, status, n in counts:
+            metrics.jobs.labels(metrics.service, job_type, status).set(n)
+            seen.add((job_type, status))
+        for job_type, status in self._metric_labels - seen:
+            metrics.jobs.labels(metrics.service, job_type, status).set(0)
+        self._metric_labels |= seen
+
+
+class _Worker(RunningAttempt):
+    """A worker process running one attempt."""
+
+    def __init__(
+        self, job_id: str, worker_id: str, process: asyncio.subprocess.Process, spawned: float
+    ) -> None:
+        super().__init__(job_id, worker_id)
+        self.process = process
+        self.spawned = spawned
+        self.waiter: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def exit_reason(self) -> str:
+        return _exit_reason(self.process.returncode or 0)
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
+    async def tell(self, line: str) -> None:
+        stdin = self.process.stdin
+        if stdin is None or not self.alive:
+            return
+        try:
+            stdin.write(line.encode() + b"\n")
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"worker process was killed by {name}"
+    return f"worker process exited with code {returncode}"
+
+
+class LocalExecutor(QueueExecutor[_Worker]):
+    """Runs each attempt in a fresh ``python -m inwire.kit.jobs.worker`` subprocess.
+
+    Cancel requests reach a worker on its stdin at once (and with its next heartbeat);
+    one that does not stop within ``policy.cancel_grace`` gets SIGTERM, then SIGKILL.
+    Up to ``policy.warm_workers`` processes are started ahead of need while jobs wait.
+    """
+
+    runner = "a worker process"
+
+    def __init__(self, db: Database, jobs: JobService, **options: Unpack[ExecutorOptions]) -> None:
+        super().__init__(db, jobs, **options)
+        self._spares: list[asyncio.subprocess.Process] = []
+        self._retired: list[asyncio.subprocess.Process] = []
+
+    # -- QueueExecutor ----------------------------------------------------------------------
+
+    async def _launch(self, job: Job, spec: WorkerSpec) -> _Worker:
         process = await self._take_process()
-        w = _Worker(job.id, worker_id, process, spawned=time.monotonic())
-        self.workers[worker_id] = w
+        w = _Worker(job.id, spec.worker_id, process, spawned=time.monotonic())
         await w.tell(spec.to_json())
         w.waiter = asyncio.create_task(self._await_exit(w))
         log.info(
@@ -483,8 +589,37 @@ class LocalExecutor:
             job.id,
             job.attempts,
             process.pid,
-            extra={"job_id": job.id, "job_type": job.type, "worker_id": worker_id},
+            extra={"job_id": job.id, "job_type": job.type, "worker_id": spec.worker_id},
         )
+        return w
+
+    async def _kill(self, w: _Worker) -> None:
+        w.signal(signal.SIGKILL)
+
+    async def _terminate(self, w: _Worker) -> None:
+        w.signal(signal.SIGTERM)
+        await self._wait_exit([w], min(1.0, self.policy.stop_grace))
+        w.signal(signal.SIGKILL)
+
+    async def _interrupt(self, workers: list[_Worker]) -> None:
+        await self._keep_warm()
+        spares, self._retired = self._retired, []
+        for w in workers:
+            w.signal(signal.SIGTERM)
+        await self._wait_exit(workers, self.policy.stop_grace)
+        for w in workers:
+            w.signal(signal.SIGKILL)
+        await self._wait_exit(workers, self.policy.stop_grace)
+        await self._wait_spares(spares)
+        for w in workers:
+            if w.waiter is not None:
+                w.waiter.cancel()
+
+    async def _nudge_cancel(self, w: _Worker) -> None:
+        await w.tell("cancel")
+
+    async def _housekeep(self) -> None:
+        await self._keep_warm()
 
     # -- worker processes -------------------------------------------------------------------
 
@@ -539,20 +674,6 @@ class LocalExecutor:
         if pending:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pending), timeout=seconds)
-
-    async def _refresh_metrics(self) -> None:
-        metrics = self.metrics
-        if metrics is None or time.monotonic() - self._metrics_at < self.policy.metrics_interval:
-            return
-        self._metrics_at = time.monotonic()
-        counts = await self._tx(lambda r: r.counts())
-        seen: set[tuple[str, str]] = set()
-        for job_type, status, n in counts:
-            metrics.jobs.labels(metrics.service, job_type, status).set(n)
-            seen.add((job_type, status))
-        for job_type, status in self._metric_labels - seen:
-            metrics.jobs.labels(metrics.service, job_type, status).set(0)
-        self._metric_labels |= seen
 
     # -- introspection ----------------------------------------------------------------------
 
