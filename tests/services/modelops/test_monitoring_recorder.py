@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from inwire.kit.testing.identities import ORGS
 from inwire.services.modelops.monitoring.models import MonitoringWindow
@@ -23,7 +24,11 @@ from inwire.services.modelops.monitoring.sketch import (
 
 async def _windows(app: FastAPI) -> list[MonitoringWindow]:
     async with app.state.db.session(write=False) as session:
-        rows = await session.execute(select(MonitoringWindow).order_by(MonitoringWindow.id))
+        rows = await session.execute(
+            select(MonitoringWindow)
+            .options(undefer(MonitoringWindow.input_sample))
+            .order_by(MonitoringWindow.id)
+        )
         return list(rows.scalars())
 
 

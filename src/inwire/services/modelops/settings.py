@@ -35,3 +35,33 @@ class ModelOpsSettings(ServiceSettings):
     def training_store_url(self) -> str:
         """Where run artifacts are read from when a version is registered from a run."""
         return self.training_storage_url or self.storage_url
+
+    # -- builds and monitoring (H7) -----------------------------------------------------
+    #: Seconds between the prediction recorder's writes of its per-minute windows.
+    monitoring_flush_interval: float = Field(default=1.0, gt=0)
+    #: Input rows (and numeric predictions) sampled per deployment version and minute.
+    monitoring_sample_rows: int = Field(default=1000, ge=1, le=100_000)
+    #: Seconds between periodic drift checks of deployments with traffic; 0 turns them off.
+    monitoring_drift_interval: float = Field(default=300.0, ge=0)
+    #: Rows of an uploaded drift reference kept (a uniform sample beyond).
+    monitoring_reference_rows: int = Field(default=10_000, ge=10, le=1_000_000)
+    #: A feature drifts when its population stability index reaches this.
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    #: A feature drifts when its KS / chi-square test's p-value is below this.
+    drift_p_value: float = Field(default=0.01, gt=0, lt=1)
+    #: Fewest rows (recent and reference) a drift check compares; fewer: no verdict.
+    drift_min_rows: int = Field(default=50, ge=2)
+    #: An error rate above this over a checked period raises an ``error_rate`` alert.
+    alert_error_rate: float = Field(default=0.05, ge=0, le=1)
+    #: The container builder: a Docker Engine API endpoint (``http://host:2375``,
+    #: ``unix:///var/run/docker.sock``; BuildKit behind dockerd). Empty: builds produce the
+    #: bundle and the build context, and no image.
+    build_docker_url: str = ""
+    #: The Core integration (id) of the container registry images are pushed to; its
+    #: credentials are read from Core at push time. Empty: images are built, not pushed.
+    build_registry_integration: str = ""
+    #: The image repository (``registry.example.com/team/models``); tags are
+    #: ``<model name>-v<version>``.
+    build_image_repository: str = ""
+    #: The base image of the generated Dockerfile.
+    build_base_image: str = "python:3.11-slim"

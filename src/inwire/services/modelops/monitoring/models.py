@@ -44,7 +44,7 @@ class MonitoringWindow(ModelOpsBase, TenantMixin):
     prediction_sample: Mapped[list[float]] = mapped_column(JSON, default=list)
     prediction_seen: Mapped[int] = mapped_column(Integer, default=0)
     #: A uniform sample of the input rows and how many it was drawn from.
-    input_sample: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    input_sample: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, deferred=True)
     input_seen: Mapped[int] = mapped_column(Integer, default=0)
 
 

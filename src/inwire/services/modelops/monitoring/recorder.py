@@ -2,7 +2,9 @@
 
 ``observe`` only updates an in-memory summary of the current minute (no I/O, no await);
 a background task flushes the summaries every ``flush_interval`` seconds into
-``monitoring_windows``, merging with what an earlier flush of the same minute wrote.
+``monitoring_windows``, merging with what an earlier flush of the same minute wrote. With
+``drift_interval`` set, the same task checks each deployment that had traffic for input
+drift that often (``monitoring.service.check_periodic``: reports, alerts, events).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import json
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from inwire.kit.db import Database
+from inwire.services.modelops.monitoring.drift import Thresholds
 from inwire.services.modelops.monitoring.models import MonitoringWindow
 from inwire.services.modelops.monitoring.sketch import (
     MAX_CLASSES,
@@ -29,6 +34,7 @@ from inwire.services.modelops.monitoring.sketch import (
     merge_samples,
     split_predictions,
 )
+from inwire.services.modelops.settings import ModelOpsSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +72,23 @@ class PredictionRecorder:
         *,
         flush_interval: float = 1.0,
         sample_rows: int = 1000,
+        drift_interval: float | None = None,
+        thresholds: Thresholds | None = None,
         seed: int | None = None,
     ) -> None:
         self.db = db
         self.flush_interval = flush_interval
         self.sample_rows = sample_rows
+        self.drift_interval = drift_interval or None
+        self.thresholds = thresholds or Thresholds()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._windows: dict[WindowKey, WindowState] = {}
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._last_drift = time.monotonic()
+        #: Deployments (organization, deployment) with traffic since the last drift check.
+        self._active: set[tuple[str, str]] = set()
 
     def observe(
         self,
@@ -110,6 +123,7 @@ class PredictionRecorder:
                 state.inputs.offer(inputs)
                 state.predictions.offer(numbers)
                 merge_counts(state.prediction_counts, classes, MAX_CLASSES)
+            self._active.add((org_id, deployment_id))
 
     async def start(self) -> None:
         """Start flushing in the background."""
@@ -130,10 +144,34 @@ class PredictionRecorder:
             await asyncio.sleep(self.flush_interval)
             try:
                 await self.flush()
+                if (
+                    self.drift_interval is not None
+                    and time.monotonic() - self._last_drift >= self.drift_interval
+                ):
+                    await self.check_drift()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive a database hiccup
                 log.exception("prediction recorder: flush or drift check failed")
+
+    async def check_drift(self) -> None:
+        """Check each deployment that had traffic since the last check for input drift,
+        over the last ``drift_interval`` seconds (at least a minute)."""
+        from inwire.services.modelops.monitoring.service import check_periodic
+
+        self._last_drift = time.monotonic()
+        with self._lock:
+            active, self._active = self._active, set()
+        since = window_start(datetime.now(UTC)) - timedelta(
+            seconds=max(60.0, self.drift_interval or 0.0)
+        )
+        for org_id, deployment_id in sorted(active):
+            try:
+                await check_periodic(
+                    self.db, org_id, deployment_id, since=since, base=self.thresholds
+                )
+            except Exception:
+                log.exception("drift check of deployment %s failed", deployment_id)
 
     async def flush(self) -> None:
         """Write every pending window now (merging into rows already there)."""
@@ -180,6 +218,7 @@ class PredictionRecorder:
                     MonitoringWindow.version_id == version_id,
                     MonitoringWindow.window_start == start,
                 )
+                .options(undefer(MonitoringWindow.input_sample))
                 .with_for_update()
             )
         ).scalar_one_or_none()
@@ -235,6 +274,27 @@ class PredictionRecorder:
         )
         row.input_seen += state.inputs.seen
         await session.flush()
+
+
+def thresholds_from(settings: ModelOpsSettings) -> Thresholds:
+    """The drift and alert thresholds the settings give."""
+    return Thresholds(
+        psi=settings.drift_psi_threshold,
+        p_value=settings.drift_p_value,
+        min_rows=settings.drift_min_rows,
+        error_rate=settings.alert_error_rate,
+    )
+
+
+def recorder_from_settings(db: Database, settings: ModelOpsSettings) -> PredictionRecorder:
+    """A recorder configured by the ``monitoring_*``, ``drift_*`` and ``alert_*`` settings."""
+    return PredictionRecorder(
+        db,
+        flush_interval=settings.monitoring_flush_interval,
+        sample_rows=settings.monitoring_sample_rows,
+        drift_interval=settings.monitoring_drift_interval or None,
+        thresholds=thresholds_from(settings),
+    )
 
 
 def _jsonable(rows: list[Any]) -> list[Any]:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 22:39:19.713704
+Create Date: 2026-11-26 22:42:10.392217
 """
 
 from collections.abc import Sequence

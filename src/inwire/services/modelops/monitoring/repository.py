@@ -1,0 +1,111 @@
+"""Queries of monitoring: windows of a period, configs, drift reports, alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
+
+from inwire.kit.db import RepositoryBase
+from inwire.services.modelops.db import ModelOpsBase
+from inwire.services.modelops.monitoring.models import (
+    DriftReport,
+    MonitorConfig,
+    MonitoringAlert,
+    MonitoringWindow,
+)
+
+
+class WindowRepository(RepositoryBase[MonitoringWindow]):
+    """Per-minute windows of one organization's deployments."""
+
+    model = MonitoringWindow
+    noun = "Window"
+
+    async def period(
+        self,
+        deployment_id: str,
+        since: datetime,
+        until: datetime,
+        version_id: str | None = None,
+        *,
+        with_inputs: bool = False,
+    ) -> Sequence[MonitoringWindow]:
+        """The deployment's windows starting in ``[since, until)``, oldest first (their
+        input samples loaded only ``with_inputs``)."""
+        stmt = self.select(
+            MonitoringWindow.deployment_id == deployment_id,
+            MonitoringWindow.window_start >= since,
+            MonitoringWindow.window_start < until,
+        )
+        if version_id is not None:
+            stmt = stmt.where(MonitoringWindow.version_id == version_id)
+        if with_inputs:
+            stmt = stmt.options(undefer(MonitoringWindow.input_sample))
+        rows = await self.session.execute(
+            stmt.order_by(MonitoringWindow.window_start, MonitoringWindow.version_id)
+        )
+        windows: Sequence[MonitoringWindow] = rows.scalars().all()
+        return windows
+
+    async def known(self, deployment_id: str) -> bool:
+        """Whether the deployment ever had traffic recorded in this organization."""
+        return (await self.find(MonitoringWindow.deployment_id == deployment_id)) is not None
+
+
+class ConfigRepository(RepositoryBase[MonitorConfig]):
+    """Drift references and threshold overrides."""
+
+    model = MonitorConfig
+    noun = "Monitoring configuration"
+
+    async def of(self, deployment_id: str) -> MonitorConfig | None:
+        """The deployment's configuration, if any."""
+        return await self.find(MonitorConfig.deployment_id == deployment_id)
+
+
+class ReportRepository(RepositoryBase[DriftReport]):
+    """Drift reports."""
+
+    model = DriftReport
+    noun = "Drift report"
+
+
+class AlertRepository(RepositoryBase[MonitoringAlert]):
+    """Alerts."""
+
+    model = MonitoringAlert
+    noun = "Alert"
+
+
+async def deployment_exists(session: AsyncSession, org_id: str, deployment_id: str) -> bool | None:
+    """Whether the organization has this deployment, from the deployments table; None
+    when this installation has no deployments table (monitoring then knows a deployment by
+    its recorded traffic or configuration)."""
+    table = ModelOpsBase.metadata.tables.get("deployments")
+    if table is None or "organization_id" not in table.c:
+        return None
+    found = await session.execute(
+        select(table.c.id).where(table.c.id == deployment_id, table.c.organization_id == org_id)
+    )
+    return found.first() is not None
+
+
+async def versions_with_traffic(
+    session: AsyncSession, org_id: str, deployment_id: str, since: datetime, until: datetime
+) -> list[str]:
+    """Version ids with windows in the period."""
+    rows = await session.execute(
+        select(MonitoringWindow.version_id)
+        .distinct()
+        .where(
+            MonitoringWindow.organization_id == org_id,
+            MonitoringWindow.deployment_id == deployment_id,
+            MonitoringWindow.window_start >= since,
+            MonitoringWindow.window_start < until,
+        )
+    )
+    return sorted(r[0] for r in rows)
