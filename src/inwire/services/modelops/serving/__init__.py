@@ -1,0 +1,1 @@
+"""Model serving: model-server processes and the local runtime that supervises them."""
