@@ -11,6 +11,8 @@ Errors arrive as the registry's ``InwireError`` subclasses: ``NotFound`` (no suc
 version, alias or tag in the caller's organization), ``Conflict`` (code ``NAME_TAKEN`` for
 a duplicate model name, ``VERSION_NOT_READY`` for files or a promotion of a version that
 is not ``READY``), ``Invalid`` (bad input, ``details`` naming the field) and ``Forbidden``.
+A promotion to production (the Production stage, the ``production`` alias) that the
+organization's policy makes wait for an approver raises :class:`ApprovalPending`.
 The models mirror ModelOps' ``models/schemas.py`` and ignore fields they do not know.
 """
 
@@ -25,6 +27,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field
 
 from inwire.contracts.core import Page
+from inwire.kit.errors import Conflict
 from inwire.kit.peers import QueryParams, ServiceClient
 
 #: Where ModelOps' API lives behind the gateway: ``http://gateway:8080/modelops/api/v1/...``.
@@ -118,6 +121,36 @@ class VersionFile(BaseModel):
     path: str
     is_dir: bool
     size: int | None = None
+
+
+class ApprovalPending(Conflict):
+    """ModelOps accepted a promotion to production but it waits for an approver (202).
+
+    ``approval`` is the approval request (``id``, ``kind``, ``status``, ``summary``, …);
+    an approver who is not the requester decides it with
+    ``POST /api/v1/approvals/{id}/approve`` (or ``/reject``). A 409 to callers that map
+    errors to statuses (Model Training's MLflow API answers ``RESOURCE_CONFLICT``).
+    """
+
+    code = "APPROVAL_PENDING"
+    approval: dict[str, Any]
+
+    def __init__(self, approval: dict[str, Any]) -> None:
+        ident = str(approval.get("id", ""))
+        what = str(approval.get("summary") or "This promotion to production")
+        super().__init__(
+            f"{what}: waits for approval (request {ident} is pending; an approver other "
+            f"than the requester approves it with POST /api/v1/approvals/{ident}/approve)",
+            details=[{"message": "approval pending", "approval_id": ident}],
+        )
+        self.approval = approval
+
+
+def _version_or_pending(data: Any, meta: dict[str, Any]) -> ModelVersion:
+    """The version a stage or alias call answered, or :class:`ApprovalPending`."""
+    if meta.get("approval_required"):
+        raise ApprovalPending(data)
+    return ModelVersion.model_validate(data)
 
 
 def _segment(value: str) -> str:
@@ -379,16 +412,18 @@ class ModelOpsClient(ServiceClient):
 
         ``archive_existing_versions`` archives the versions already in the target stage
         (Staging and Production only: ``Invalid`` otherwise); a version that is not
-        ``READY`` cannot go to Staging or Production (``Conflict``).
+        ``READY`` cannot go to Staging or Production (``Conflict``); a move to Production
+        that waits for approval raises :class:`ApprovalPending`.
         """
         path = f"/api/v1/models/{_segment(model)}/versions/{int(version)}/stage"
         body = {"stage": stage, "archive_existing_versions": archive_existing_versions}
-        return ModelVersion.model_validate(await self.post(path, json=body))
+        return _version_or_pending(*await self.request("POST", path, json=body))
 
     async def set_alias(self, model: str, alias: str, version: int) -> ModelVersion:
-        """Point ``alias`` at ``version``, moving it from the version that had it."""
+        """Point ``alias`` at ``version``, moving it from the version that had it
+        (:class:`ApprovalPending` when the ``production`` alias waits for approval)."""
         path = f"/api/v1/models/{_segment(model)}/aliases/{_segment(alias)}"
-        return ModelVersion.model_validate(await self.put(path, json={"version": int(version)}))
+        return _version_or_pending(*await self.request("PUT", path, json={"version": int(version)}))
 
     async def delete_alias(self, model: str, alias: str) -> None:
         """Remove an alias; ``NotFound`` when the model has none by that name."""

@@ -798,12 +798,19 @@ async def transition_stage(
     version.stage = target
     version.updated_at = utcnow()
     await versions.flush()
-    if before == history.PRODUCTION_STAGE and target != before:
-        left_production.append(version.id)
     why = reason or f"stage {before} -> {target}"
     await history.left(
-        session, who.org, left_production, source="stage", actor=who.subject, reason=why
+        session,
+        who.org,
+        left_production,
+        source="stage",
+        actor=who.subject,
+        reason=f"archived: version {number} went to {target}" + (f" ({reason})" if reason else ""),
     )
+    if before == history.PRODUCTION_STAGE and target != before:
+        await history.left(
+            session, who.org, [version.id], source="stage", actor=who.subject, reason=why
+        )
     if target == history.PRODUCTION_STAGE:
         await history.entered(
             session,
