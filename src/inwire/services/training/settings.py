@@ -40,3 +40,14 @@ class TrainingSettings(ServiceSettings):
     #: Most trials one tuning job may run at the same time (``n_parallel``, threads of the
     #: job's worker process); a request asking for more is a 400.
     tuning_max_parallel: int = Field(default=4, ge=1, le=64)
+    # -- Training jobs -----------------------------------------------------------------------
+    #: Synthex, from which a training job reads its dataset version (Parquet) on behalf of
+    #: the user who submitted it (``X-Inwire-Internal`` with on-behalf-of headers).
+    synthex_url: str = "http://127.0.0.1:18090"
+    #: Longest a script job's process may run before it is stopped and the job fails (s).
+    script_timeout_seconds: float = Field(default=24 * 3600.0, gt=0)
+    #: Largest script or package (``.py``, ``.zip``, ``.tar.gz``) a script job may upload.
+    max_script_bytes: int = Field(default=100 * 1024**2, ge=1)
+    #: Where a script job's process reaches Model Training to log its run (the SDK's and
+    #: MLflow's tracking URL); empty means ``http://<host>:<port>`` of this service.
+    tracking_url: str = ""
