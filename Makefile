@@ -69,8 +69,11 @@ check-mypy:
 check-imports:
 	$(RUN) lint-imports
 
+# One pytest worker per core (pytest-xdist): the suite runs on SQLite and on PostgreSQL, and
+# most of its time is spent waiting on worker processes and servers, not on this CPU.
+PYTEST_WORKERS ?= auto
 pytest:
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 fmt: sync
 	$(RUN) ruff format .
