@@ -11,12 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.api import ListQuery
 from inwire.kit.db import RepositoryBase
+from inwire.kit.db.repository import like_escape
 from inwire.services.synthex.datasets.models import Dataset, DatasetVersion
 from inwire.services.synthex.db import JOB_TABLES
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class DatasetRepository(RepositoryBase[Dataset]):
@@ -31,11 +28,11 @@ class DatasetRepository(RepositoryBase[Dataset]):
         """One page of datasets; ``q`` matches the name (case-insensitive), ``tag`` a tag."""
         stmt = self.select()
         if q:
-            stmt = stmt.where(Dataset.name.ilike(f"%{_like_escape(q)}%", escape="\\"))
+            stmt = stmt.where(Dataset.name.ilike(f"%{like_escape(q)}%", escape="\\"))
         if tag:
             # Tags are a JSON list serialised by json.dumps on both databases, so an element
             # appears in the stored text exactly as json.dumps(tag), quotes included.
-            pattern = f"%{_like_escape(json.dumps(tag))}%"
+            pattern = f"%{like_escape(json.dumps(tag))}%"
             stmt = stmt.where(cast(Dataset.tags, String).like(pattern, escape="\\"))
         return await self.page(query, stmt)
 
@@ -147,7 +144,7 @@ class ActiveJobRepository:
             return []
         jobs = JOB_TABLES.jobs
         text = cast(jobs.c.input, String)
-        mentions = or_(*[text.like(f"%{_like_escape(json.dumps(i))}%", escape="\\") for i in ids])
+        mentions = or_(*[text.like(f"%{like_escape(json.dumps(i))}%", escape="\\") for i in ids])
         stmt = (
             select(jobs.c.id, jobs.c.type, jobs.c.status)
             .where(

@@ -10,9 +10,9 @@ from sqlalchemy import String, cast
 
 from inwire.kit.api import ListQuery
 from inwire.kit.db import RepositoryBase
+from inwire.kit.db.repository import like_escape
 from inwire.kit.errors import Conflict
 from inwire.kit.ids import new_id
-from inwire.services.synthex.datasets.repository import _like_escape
 from inwire.services.synthex.recipes.models import OrganizationSalt, Recipe, RecipeVersion
 
 
@@ -33,10 +33,10 @@ class RecipeRepository(RepositoryBase[Recipe]):
         """One page of recipes; ``q`` matches the name (case-insensitive), ``tag`` a tag."""
         stmt = self.select()
         if q:
-            stmt = stmt.where(Recipe.name.ilike(f"%{_like_escape(q)}%", escape="\\"))
+            stmt = stmt.where(Recipe.name.ilike(f"%{like_escape(q)}%", escape="\\"))
         if tag:
             # Tags are a JSON list: an element appears in the stored text as json.dumps(tag).
-            pattern = f"%{_like_escape(json.dumps(tag))}%"
+            pattern = f"%{like_escape(json.dumps(tag))}%"
             stmt = stmt.where(cast(Recipe.tags, String).like(pattern, escape="\\"))
         return await self.page(query, stmt)
 
