@@ -91,7 +91,9 @@ def not_json(ctx: JobContext, data: dict[str, Any]) -> Any:
 # -- the test service (built inside functions, so worker processes never run this) ----------
 
 
-def build_app(inwire_settings: dict[str, Any], *, run_executor: bool) -> Any:
+def build_app(
+    inwire_settings: dict[str, Any], *, run_executor: bool, policy: JobPolicy = FAST_POLICY
+) -> Any:
     """A small service with job tables, a job-starting endpoint and the jobs router."""
     from collections.abc import AsyncIterator
     from contextlib import asynccontextmanager
@@ -171,7 +173,7 @@ def build_app(inwire_settings: dict[str, Any], *, run_executor: bool) -> Any:
         if not run_executor:
             yield
             return
-        async with run_jobs(app, policy=FAST_POLICY):
+        async with run_jobs(app, policy=policy):
             yield
 
     settings = JobsDemoSettings(**inwire_settings, jobs_concurrency=2)
@@ -229,6 +231,26 @@ async def wait_log(
         await asyncio.sleep(0.05)
 
 
+async def start(client: Any, auth: Any, job_type: str, data: dict[str, Any], **extra: Any) -> str:
+    """Start a job of ``job_type`` through the demo service's ``POST /runs``; its id."""
+    r = await client.post(
+        "/api/v1/runs", json={"type": job_type, "input": data, **extra}, headers=auth("member")
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["data"]["id"])
+
+
+def gone(pid: int) -> bool:
+    """Whether no process has this id any more."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def worker_pid(lines: list[str]) -> int:
     """The pid a worker wrote in its 'attempt … started' line (the latest one)."""
     import re
@@ -236,3 +258,98 @@ def worker_pid(lines: list[str]) -> int:
     pids = [int(m.group(1)) for line in lines if (m := re.search(r"\(pid (\d+)\)", line))]
     assert pids, lines
     return pids[-1]
+
+
+# -- scenarios every executor must pass ----------------------------------------------------------
+
+
+async def retry_scenario(client: Any, auth: Any) -> None:
+    """Failures are retried with backoff, then fail the job; JobFailed and unstorable
+    results fail at once; no traceback reaches the API."""
+    from datetime import datetime, timedelta
+
+    doomed = await start(client, auth, "test.flaky", {"succeed_on": 99}, max_attempts=2)
+    recovers = await start(client, auth, "test.flaky", {"succeed_on": 2}, max_attempts=3)
+    refused = await start(client, auth, "test.refuses", {}, max_attempts=3)
+    unstorable = await start(client, auth, "test.not_json", {}, max_attempts=1)
+
+    failed = await wait_job(client, auth(), doomed, lambda j: j["status"] == "failed")
+    assert failed["attempts"] == 2
+    assert failed["error"] == "ValueError: boom on attempt 2"
+    assert failed["result"] is None
+    r = await client.get(f"/api/v1/jobs/{doomed}/logs", headers=auth())
+    entries = r.json()["data"]
+    lines = [e["line"] for e in entries]
+    assert "Traceback" not in r.text
+    retry = next(
+        e for e in entries if "attempt 1 failed: ValueError: boom on attempt 1" in e["line"]
+    )
+    assert "retrying in" in retry["line"]
+    second = next(e for e in entries if e["line"].startswith("attempt 2 of 2 started"))
+    waited = datetime.fromisoformat(second["at"]) - datetime.fromisoformat(retry["at"])
+    # The first retry waits the base delay (0.4 s) less at most 10 % jitter.
+    assert waited >= timedelta(seconds=0.35), lines
+    assert lines[-1] == "failed after 2 attempts: ValueError: boom on attempt 2"
+
+    ok = await wait_job(client, auth(), recovers, lambda j: j["status"] == "succeeded")
+    assert ok["attempts"] == 2
+    assert ok["result"] == {"attempt": 2}
+    assert ok["error"] is None
+
+    # JobFailed ends the job at once, its message as the error, with attempts left.
+    final = await wait_job(client, auth(), refused, lambda j: j["status"] == "failed")
+    assert final["attempts"] == 1
+    assert final["error"] == "the input cannot work"
+
+    # A result that cannot be stored fails the job rather than being half-stored.
+    bad = await wait_job(client, auth(), unstorable, lambda j: j["status"] == "failed")
+    assert bad["result"] is None
+    assert bad["error"].startswith("TypeError: job result is not JSON serializable")
+
+
+async def cancel_scenario(client: Any, auth: Any) -> None:
+    """A cooperative job stops by itself; a stubborn one's worker is ended after the grace."""
+    import asyncio
+
+    polite = await start(client, auth, "test.cooperative", {})
+    stubborn = await start(client, auth, "test.stubborn", {})
+    await wait_job(client, auth(), polite, lambda j: j["progress"] > 0)
+    pid = worker_pid(await wait_log(client, auth(), stubborn, "ignoring cancel requests"))
+
+    for job_id in (polite, stubborn):
+        r = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth("member"))
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["cancel_requested"] is True
+
+    stopped = await wait_job(client, auth(), polite, lambda j: j["status"] == "cancelled")
+    assert stopped["result"] is None  # the partial result it returned is dropped
+    assert "noticed the cancel request" in await log_lines(client, auth(), polite)
+
+    killed = await wait_job(client, auth(), stubborn, lambda j: j["status"] == "cancelled")
+    assert killed["result"] is None
+    lines = await log_lines(client, auth(), stubborn)
+    assert any("did not stop within 1 s of the cancel request" in line for line in lines)
+    deadline = time.monotonic() + 10
+    while not gone(pid):
+        assert time.monotonic() < deadline, f"worker {pid} still alive"
+        await asyncio.sleep(0.05)
+
+
+async def killed_worker_scenario(client: Any, auth: Any) -> str:
+    """A worker killed mid-job loses the attempt; a new one finishes the job. Returns the
+    'attempt 1 lost' log line, whose reason depends on the executor."""
+    import os
+    import signal
+
+    job_id = await start(client, auth, "test.slow_first", {})
+    pid = worker_pid(await wait_log(client, auth(), job_id, "waiting to be killed"))
+    os.kill(pid, signal.SIGKILL)
+
+    done = await wait_job(client, auth(), job_id, lambda j: j["status"] == "succeeded")
+    assert done["attempts"] == 2
+    assert done["result"] == {"attempt": 2}
+    lines = await log_lines(client, auth(), job_id)
+    lost = next(line for line in lines if line.startswith("attempt 1 lost"))
+    assert "retrying in" in lost
+    assert worker_pid(lines) != pid
+    return lost

@@ -7,14 +7,25 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from jobs_fixtures import build_app, log_lines, wait_job, wait_log, worker_pid
+from jobs_fixtures import (
+    build_app,
+    cancel_scenario,
+    gone,
+    killed_worker_scenario,
+    log_lines,
+    retry_scenario,
+    start,
+    wait_job,
+    wait_log,
+    worker_pid,
+)
 from sqlalchemy import update
 
 from inwire.kit.db.base import utcnow
@@ -27,24 +38,6 @@ Auth = Callable[..., dict[str, str]]
 @pytest.fixture
 def service_app(inwire_settings: dict[str, Any]) -> FastAPI:
     return build_app(inwire_settings, run_executor=True)
-
-
-async def start(
-    client: httpx.AsyncClient, auth: Auth, job_type: str, data: dict[str, Any], **extra: Any
-) -> str:
-    r = await client.post(
-        "/api/v1/runs", json={"type": job_type, "input": data, **extra}, headers=auth("member")
-    )
-    assert r.status_code == 202, r.text
-    return str(r.json()["data"]["id"])
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def test_progress_and_logs_are_readable_while_running_then_result_on_success(
@@ -89,87 +82,20 @@ async def test_progress_and_logs_are_readable_while_running_then_result_on_succe
 async def test_failing_job_is_retried_with_backoff_then_failed_without_traceback(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
-    doomed = await start(client, auth, "test.flaky", {"succeed_on": 99}, max_attempts=2)
-    recovers = await start(client, auth, "test.flaky", {"succeed_on": 2}, max_attempts=3)
-    refused = await start(client, auth, "test.refuses", {}, max_attempts=3)
-    unstorable = await start(client, auth, "test.not_json", {}, max_attempts=1)
-
-    failed = await wait_job(client, auth(), doomed, lambda j: j["status"] == "failed")
-    assert failed["attempts"] == 2
-    assert failed["error"] == "ValueError: boom on attempt 2"
-    assert failed["result"] is None
-    r = await client.get(f"/api/v1/jobs/{doomed}/logs", headers=auth())
-    entries = r.json()["data"]
-    lines = [e["line"] for e in entries]
-    assert "Traceback" not in r.text
-    retry = next(
-        e for e in entries if "attempt 1 failed: ValueError: boom on attempt 1" in e["line"]
-    )
-    assert "retrying in" in retry["line"]
-    second = next(e for e in entries if e["line"].startswith("attempt 2 of 2 started"))
-    waited = datetime.fromisoformat(second["at"]) - datetime.fromisoformat(retry["at"])
-    # The first retry waits the base delay (0.4 s) less at most 10 % jitter.
-    assert waited >= timedelta(seconds=0.35), lines
-    assert lines[-1] == "failed after 2 attempts: ValueError: boom on attempt 2"
-
-    ok = await wait_job(client, auth(), recovers, lambda j: j["status"] == "succeeded")
-    assert ok["attempts"] == 2
-    assert ok["result"] == {"attempt": 2}
-    assert ok["error"] is None
-
-    # JobFailed ends the job at once, its message as the error, with attempts left.
-    final = await wait_job(client, auth(), refused, lambda j: j["status"] == "failed")
-    assert final["attempts"] == 1
-    assert final["error"] == "the input cannot work"
-
-    # A result that cannot be stored fails the job rather than being half-stored.
-    bad = await wait_job(client, auth(), unstorable, lambda j: j["status"] == "failed")
-    assert bad["result"] is None
-    assert bad["error"].startswith("TypeError: job result is not JSON serializable")
+    await retry_scenario(client, auth)
 
 
 async def test_cancel_running_job_cooperatively_and_by_terminating_its_worker(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
-    polite = await start(client, auth, "test.cooperative", {})
-    stubborn = await start(client, auth, "test.stubborn", {})
-    await wait_job(client, auth(), polite, lambda j: j["progress"] > 0)
-    pid = worker_pid(await wait_log(client, auth(), stubborn, "ignoring cancel requests"))
-
-    for job_id in (polite, stubborn):
-        r = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth("member"))
-        assert r.status_code == 200, r.text
-        assert r.json()["data"]["cancel_requested"] is True
-
-    stopped = await wait_job(client, auth(), polite, lambda j: j["status"] == "cancelled")
-    assert stopped["result"] is None  # the partial result it returned is dropped
-    assert "noticed the cancel request" in await log_lines(client, auth(), polite)
-
-    killed = await wait_job(client, auth(), stubborn, lambda j: j["status"] == "cancelled")
-    assert killed["result"] is None
-    lines = await log_lines(client, auth(), stubborn)
-    assert any("did not stop within 1 s of the cancel request" in line for line in lines)
-    deadline = time.monotonic() + 10
-    while not gone(pid):
-        assert time.monotonic() < deadline, f"worker {pid} still alive"
-        await asyncio.sleep(0.05)
+    await cancel_scenario(client, auth)
 
 
 async def test_worker_killed_with_sigkill_is_requeued_and_finished_by_a_new_worker(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
-    job_id = await start(client, auth, "test.slow_first", {})
-    pid = worker_pid(await wait_log(client, auth(), job_id, "waiting to be killed"))
-    os.kill(pid, signal.SIGKILL)
-
-    done = await wait_job(client, auth(), job_id, lambda j: j["status"] == "succeeded")
-    assert done["attempts"] == 2
-    assert done["result"] == {"attempt": 2}
-    lines = await log_lines(client, auth(), job_id)
-    lost = next(line for line in lines if line.startswith("attempt 1 lost"))
+    lost = await killed_worker_scenario(client, auth)
     assert "killed by SIGKILL" in lost
-    assert "retrying in" in lost
-    assert worker_pid(lines) != pid
 
 
 @pytest.mark.slow

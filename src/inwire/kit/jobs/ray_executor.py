@@ -129,6 +129,28 @@ def run_on_ray(spec_json: str) -> int:
     return asyncio.run(run_attempt(spec, threading.Event()))
 
 
+_UV_RUN_HOOK = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"
+
+
+def _without_uv_run_hook() -> None:
+    """Keep Ray from turning a driver started under ``uv run`` into a uv project upload.
+
+    Since Ray 2.43 a driver whose ancestor is ``uv run`` packages its working directory and
+    starts every worker through ``uv run`` in a fresh virtual environment: slow, and the
+    service's working directory is not the job's code. Workers use the cluster's own Python
+    unless ``RAY_ENABLE_UV_RUN_RUNTIME_ENV=1`` asks for that behaviour.
+    """
+    if os.environ.get(_UV_RUN_HOOK, "").strip().lower() in ("1", "true"):
+        return
+    os.environ[_UV_RUN_HOOK] = "0"
+    try:  # Ray read the variable when it was imported; the flag is looked up at ray.init
+        from ray._private import ray_constants
+    except ImportError:
+        return
+    if hasattr(ray_constants, _UV_RUN_HOOK):
+        setattr(ray_constants, _UV_RUN_HOOK, False)
+
+
 # -- one connection per process ---------------------------------------------------------------
 
 
@@ -143,13 +165,11 @@ class _Connection:
 
     @classmethod
     def acquire(cls, address: str) -> Any:
-        # Started under ``uv run``, Ray would otherwise package the working directory and
-        # start every worker through ``uv run``; the cluster's own Python is the one to use.
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
         try:
             import ray
         except ImportError as exc:  # installed but broken
             raise UnsupportedExecutor(f"Ray cannot be imported ({exc}): {_INSTALL}") from exc
+        _without_uv_run_hook()
         with cls.lock:
             if cls.users == 0:
                 if ray.is_initialized():
