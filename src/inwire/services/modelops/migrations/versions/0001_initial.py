@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 22:42:10.392217
+Create Date: 2026-11-26 22:55:22.016767
 """
 
 from collections.abc import Sequence
@@ -83,6 +83,39 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_audit_entries_resource_type"), ["resource_type"], unique=False
         )
+
+    op.create_table(
+        "deployments",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("model_id", sa.String(length=40), nullable=False),
+        sa.Column("model_name", sa.String(length=250), nullable=False),
+        sa.Column("target", sa.String(length=100), nullable=False),
+        sa.Column("strategy", sa.String(length=20), nullable=False),
+        sa.Column("strategy_params", sa.JSON(), nullable=False),
+        sa.Column("environment", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("replicas_min", sa.Integer(), nullable=False),
+        sa.Column("replicas_max", sa.Integer(), nullable=False),
+        sa.Column("autoscaling", sa.JSON(), nullable=False),
+        sa.Column("manifests", sa.JSON(), nullable=False),
+        sa.Column("applied", sa.Boolean(), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_deployments")),
+    )
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_deployments_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_deployments_model_id"), ["model_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_deployments_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_deployments_status"), ["status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_deployments_target"), ["target"], unique=False)
 
     op.create_table(
         "event_outbox",
@@ -335,6 +368,42 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "deployment_revisions",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("deployment_id", sa.String(length=40), nullable=False),
+        sa.Column("version_id", sa.String(length=40), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=10), nullable=False),
+        sa.Column("weight", sa.Integer(), nullable=False),
+        sa.Column("replicas", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["deployment_id"],
+            ["deployments.id"],
+            name=op.f("fk_deployment_revisions_deployment_id_deployments"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_deployment_revisions")),
+    )
+    with op.batch_alter_table("deployment_revisions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_deployment_revisions_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_deployment_revisions_deployment_id"), ["deployment_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_deployment_revisions_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_deployment_revisions_status"), ["status"], unique=False
+        )
+
+    op.create_table(
         "job_logs",
         sa.Column("job_id", sa.String(length=40), nullable=False),
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
@@ -396,6 +465,58 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_model_versions_status"), ["status"], unique=False)
 
     op.create_table(
+        "builds",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("model_id", sa.String(length=40), nullable=False),
+        sa.Column("version_id", sa.String(length=40), nullable=False),
+        sa.Column("model_name", sa.String(length=250), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("registry_integration", sa.String(length=40), nullable=True),
+        sa.Column("image", sa.String(length=500), nullable=True),
+        sa.Column("image_digest", sa.String(length=100), nullable=True),
+        sa.Column("pushed", sa.Boolean(), nullable=False),
+        sa.Column("bundle_key", sa.String(length=400), nullable=True),
+        sa.Column("bundle_size", sa.BigInteger(), nullable=True),
+        sa.Column("bundle_sha256", sa.String(length=64), nullable=True),
+        sa.Column("context_key", sa.String(length=400), nullable=True),
+        sa.Column("context_size", sa.BigInteger(), nullable=True),
+        sa.Column("requirements", sa.JSON(), nullable=False),
+        sa.Column("requirements_source", sa.String(length=20), nullable=True),
+        sa.Column("manifest", sa.JSON(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("finished_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model_id"],
+            ["registered_models.id"],
+            name=op.f("fk_builds_model_id_registered_models"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_builds_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_builds")),
+    )
+    with op.batch_alter_table("builds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_builds_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_builds_job_id"), ["job_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_builds_model_id"), ["model_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_builds_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_builds_status"), ["status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_builds_version_id"), ["version_id"], unique=False)
+
+    op.create_table(
         "model_aliases",
         sa.Column("model_id", sa.String(length=40), nullable=False),
         sa.Column("alias", sa.String(length=255), nullable=False),
@@ -440,6 +561,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_model_aliases_created_at"))
 
     op.drop_table("model_aliases")
+    with op.batch_alter_table("builds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_builds_version_id"))
+        batch_op.drop_index(batch_op.f("ix_builds_status"))
+        batch_op.drop_index(batch_op.f("ix_builds_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_builds_model_id"))
+        batch_op.drop_index(batch_op.f("ix_builds_job_id"))
+        batch_op.drop_index(batch_op.f("ix_builds_created_at"))
+
+    op.drop_table("builds")
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_versions_status"))
         batch_op.drop_index(batch_op.f("ix_model_versions_run_id"))
@@ -450,6 +580,13 @@ def downgrade() -> None:
 
     op.drop_table("model_versions")
     op.drop_table("job_logs")
+    with op.batch_alter_table("deployment_revisions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_deployment_revisions_status"))
+        batch_op.drop_index(batch_op.f("ix_deployment_revisions_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_deployment_revisions_deployment_id"))
+        batch_op.drop_index(batch_op.f("ix_deployment_revisions_created_at"))
+
+    op.drop_table("deployment_revisions")
     with op.batch_alter_table("registered_models", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_registered_models_organization_id"))
         batch_op.drop_index(batch_op.f("ix_registered_models_created_at"))
@@ -502,6 +639,14 @@ def downgrade() -> None:
         )
 
     op.drop_table("event_outbox")
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_deployments_target"))
+        batch_op.drop_index(batch_op.f("ix_deployments_status"))
+        batch_op.drop_index(batch_op.f("ix_deployments_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_deployments_model_id"))
+        batch_op.drop_index(batch_op.f("ix_deployments_created_at"))
+
+    op.drop_table("deployments")
     with op.batch_alter_table("audit_entries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_entries_resource_type"))
         batch_op.drop_index(batch_op.f("ix_audit_entries_resource_id"))

@@ -1,0 +1,152 @@
+"""Builds: a serving bundle and a container build context, with no container builder."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import httpx
+from builds_helpers import sklearn_version, tar_members, wait_build
+from modelops_helpers import Auth, upload_version
+
+from inwire.kit.testing.plugin import assert_error
+from inwire.services.modelops.builds.bundle import validate_dockerfile
+
+
+async def test_a_build_without_a_builder_makes_the_bundle_and_context_and_no_image(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    version = await sklearn_version(client, auth)
+    r = await client.post(
+        "/api/v1/builds", json={"model": "churn", "version": 1}, headers=auth("member")
+    )
+    assert r.status_code == 202, r.text
+    started = r.json()["data"]
+    assert (started["status"], started["version_id"], started["image"]) == (
+        "queued",
+        version["id"],
+        None,
+    )
+    build = await wait_build(client, auth, started["id"])
+    assert build["status"] == "succeeded", build
+    assert build["image"] is None
+    assert build["pushed"] is False
+    assert "no image was built" in build["message"]
+    assert build["requirements_source"] == "version"
+    numpy = metadata.version("numpy")
+    assert build["requirements"][:2] == ["scikit-learn==1.5.2", f"numpy=={numpy}"]
+    assert f"inwire=={metadata.version('inwire')}" in build["requirements"]
+    artifacts = build["artifacts"]
+    assert artifacts["bundle"]["url"].endswith(f"/api/v1/builds/{build['id']}/bundle")
+
+    r = await client.get(f"/api/v1/builds/{build['id']}/bundle", headers=auth("viewer"))
+    assert r.status_code == 200
+    assert len(r.content) == artifacts["bundle"]["size"]
+    bundle = tar_members(r.content)
+    assert sorted(bundle) == [
+        "inwire-bundle.json",
+        "model/MLmodel",
+        "model/model.pkl",
+        "model/requirements.txt",
+        "requirements.txt",
+        "signature.json",
+    ]
+    manifest = json.loads(bundle["inwire-bundle.json"])
+    assert manifest["entry_point"][:3] == [
+        "python",
+        "-m",
+        "inwire.services.modelops.serving.server",
+    ]
+    assert "--signature-file" in manifest["entry_point"]
+    assert manifest["version"] == {"number": 1, "id": version["id"]}
+    assert json.loads(bundle["signature.json"])["inputs"][0]["name"] == "age"
+
+    r = await client.get(f"/api/v1/builds/{build['id']}/context", headers=auth("viewer"))
+    context = tar_members(r.content)
+    assert "Dockerfile" in context
+    assert {f"bundle/{name}" for name in bundle} <= set(context)
+    dockerfile = context["Dockerfile"].decode()
+    assert dockerfile.count("FROM python:3.11-slim") == 1
+    assert validate_dockerfile(dockerfile, list(context)) == []
+
+    logs = await client.get(f"/api/v1/builds/{build['id']}/logs", headers=auth("viewer"))
+    text = "\n".join(line["line"] for line in logs.json()["data"])
+    assert "requirements from the version" in text
+    assert "no image was built" in text
+    assert logs.json()["meta"]["job_status"] == "succeeded"
+
+    # without requirements.txt: the flavor's packages at the versions installed here
+    r = await upload_version(
+        client, auth, "churn", files={"MLmodel": b"flavors:\n  sklearn: {}\n", "m.pkl": b"x"}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/builds", json={"model": "churn", "version": 2}, headers=auth())
+    second = await wait_build(client, auth, r.json()["data"]["id"])
+    assert second["status"] == "succeeded", second
+    assert second["requirements_source"] == "flavor"
+    assert f"scikit-learn=={metadata.version('scikit-learn')}" in second["requirements"]
+
+    listed = await client.get("/api/v1/builds", params={"per_page": 1}, headers=auth("viewer"))
+    assert listed.json()["meta"]["total"] == 2
+    assert [b["version"] for b in listed.json()["data"]] == [2]
+    by_version = await client.get(
+        "/api/v1/builds", params={"version_id": version["id"]}, headers=auth()
+    )
+    assert [b["id"] for b in by_version.json()["data"]] == [build["id"]]
+    by_model = await client.get("/api/v1/builds", params={"model": "churn"}, headers=auth())
+    assert by_model.json()["meta"]["total"] == 2
+    by_status = await client.get("/api/v1/builds", params={"status": "failed"}, headers=auth())
+    assert by_status.json()["meta"]["total"] == 0
+
+    # another organization sees none of it
+    other = auth("admin", "b")
+    assert_error(await client.get(f"/api/v1/builds/{build['id']}", headers=other), 404)
+    assert_error(await client.get(f"/api/v1/builds/{build['id']}/bundle", headers=other), 404)
+    assert_error(await client.get(f"/api/v1/builds/{build['id']}/context", headers=other), 404)
+    assert_error(await client.get(f"/api/v1/builds/{build['id']}/logs", headers=other), 404)
+    assert (await client.get("/api/v1/builds", headers=other)).json()["meta"]["total"] == 0
+    assert_error(await client.post(f"/api/v1/builds/{build['id']}/cancel", headers=auth()), 409)
+
+
+async def test_build_errors(client: httpx.AsyncClient, auth: Auth) -> None:
+    await sklearn_version(client, auth)
+    url = "/api/v1/builds"
+    assert_error(
+        await client.post(url, json={"model": "churn", "version": 1}, headers=auth("viewer")), 403
+    )
+    assert_error(await client.post(url, json={"model": "nope", "version": 1}, headers=auth()), 404)
+    assert_error(await client.post(url, json={"model": "churn", "version": 9}, headers=auth()), 404)
+    assert_error(await client.post(url, json={"model": "churn", "version": 0}, headers=auth()), 400)
+    assert_error(await client.post(url, json={"model": "churn"}, headers=auth()), 400)
+    assert_error(
+        await client.post(url, json={"model": "churn", "version": 1, "x": 1}, headers=auth()), 400
+    )
+    assert_error(
+        await client.post(url, json={"model": "churn", "version": 1}, headers=auth("admin", "b")),
+        404,
+    )
+    assert_error(await client.get(url, params={"status": "nope"}, headers=auth()), 400)
+    assert_error(await client.get(f"{url}/bld_unknown", headers=auth()), 404)
+    assert_error(await client.get(url), 401)
+
+
+async def test_idempotent_start_and_cancel(client: httpx.AsyncClient, auth: Auth) -> None:
+    await sklearn_version(client, auth)
+    body = {"model": "churn", "version": 1}
+    headers = {**auth(), "Idempotency-Key": "build-1"}
+    first = await client.post("/api/v1/builds", json=body, headers=headers)
+    again = await client.post("/api/v1/builds", json=body, headers=headers)
+    assert first.json()["data"]["id"] == again.json()["data"]["id"]
+    build_id = first.json()["data"]["id"]
+    assert_error(
+        await client.post(f"/api/v1/builds/{build_id}/cancel", headers=auth("viewer")), 403
+    )
+    r = await client.post(f"/api/v1/builds/{build_id}/cancel", headers=auth())
+    if r.status_code == 200:  # not finished yet
+        final = await wait_build(client, auth, build_id)
+        assert final["status"] in ("cancelled", "succeeded")
+        if final["status"] == "cancelled":
+            assert final["artifacts"] is None
+            assert_error(await client.get(f"/api/v1/builds/{build_id}/bundle", headers=auth()), 404)
+    else:
+        assert_error(r, 409)
