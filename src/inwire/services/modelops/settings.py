@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -65,3 +67,30 @@ class ModelOpsSettings(ServiceSettings):
     build_image_repository: str = ""
     #: The base image of the generated Dockerfile.
     build_base_image: str = "python:3.11-slim"
+
+    # -- deployments, clusters and autoscaling (H5) -------------------------------------
+    #: Where the local target keeps model files and replica logs; empty means
+    #: ``$INWIRE_HOME/modelops/serving``.
+    deployment_workdir: str = ""
+    #: Most model-server processes the local target runs at once (all deployments).
+    deployment_max_local_replicas: int = Field(default=16, ge=1, le=1000)
+    #: Whether deployments on the local target need approval (governance).
+    deployment_local_protected: bool = False
+    #: Kubernetes targets: JSON list of ``{"name", "api_url", "namespace", "token",
+    #: "protected", "verify_tls", "max_replicas"}``; without ``api_url`` manifests are
+    #: rendered and validated, never applied.
+    deployment_clusters: list[dict[str, Any]] = Field(default_factory=list)
+    #: Seconds between the controller's passes (canary health, autoscaling, restore).
+    deployment_control_interval: float = Field(default=0.5, gt=0, le=60)
+    #: Seconds a model server may take to become ready.
+    deployment_ready_timeout: float = Field(default=60.0, gt=0, le=3600)
+    #: Seconds a prediction waits for a ready replica (a replacement, a scale from zero).
+    deployment_replica_wait: float = Field(default=60.0, gt=0, le=3600)
+    #: Seconds one proxied prediction may take.
+    deployment_predict_timeout: float = Field(default=60.0, gt=0, le=3600)
+    #: Requests micro-batched by one model server into a single model call, and how long
+    #: it waits for a batch to fill (ms).
+    deployment_max_batch: int = Field(default=64, ge=1, le=10_000)
+    deployment_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    #: Mirrored requests whose comparison a shadow deployment keeps (in memory).
+    deployment_shadow_keep: int = Field(default=10_000, ge=10, le=1_000_000)
