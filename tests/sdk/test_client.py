@@ -319,6 +319,13 @@ def test_the_gateway_address_puts_each_service_under_its_prefix() -> None:
     assert gateway.core.api.base_url == "http://gw:8080/core"
     assert direct.core.api.base_url == "http://core:18000"
     assert mapped.core.api.base_url == "http://other:1"
+    for name in ("training", "synthex", "modelops"):
+        assert getattr(gateway, f"{name}_api").base_url == f"http://gw:8080/{name}"
+    beside = AsyncClient(
+        "http://gw:8080", services={"synthex": "http://synthex:18090/"}, api_key="iwk_x"
+    )
+    assert beside.synthex_api.base_url == "http://synthex:18090"
+    assert beside.modelops_api.base_url == "http://gw:8080/modelops"
 
 
 def test_the_environment_supplies_url_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,10 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from inwire.contracts.core import GATEWAY_PREFIX, Caller, CoreClient, TokenGrant
+from inwire.contracts.modelops import GATEWAY_PREFIX as MODELOPS_PREFIX
+from inwire.contracts.modelops import ModelOpsClient
+from inwire.contracts.synthex import GATEWAY_PREFIX as SYNTHEX_PREFIX
+from inwire.contracts.synthex import SynthexClient
 from inwire.contracts.training import GATEWAY_PREFIX as TRAINING_PREFIX
 from inwire.contracts.training import TrainingClient
 from inwire.kit.peers import ASGIApp
@@ -36,6 +40,7 @@ from inwire.sdk.session import Session, TokenListener, Tokens
 __all__ = ["DEFAULT_URL", "AsyncClient", "Client"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=PlatformCalls)
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -46,6 +51,14 @@ class _Core(PlatformCalls, CoreClient):
 
 class _Training(PlatformCalls, TrainingClient):
     """Model Training's contract client with the SDK's credentials, refresh and retries."""
+
+
+class _Synthex(PlatformCalls, SynthexClient):
+    """Synthex's contract client with the SDK's credentials, refresh and retries."""
+
+
+class _ModelOps(PlatformCalls, ModelOpsClient):
+    """ModelOps' contract client with the SDK's credentials, refresh and retries."""
 
 
 def _address(
@@ -132,14 +145,23 @@ class AsyncClient:
         )
         self.session.core = core
         self.core = AsyncCore(core, self.session)
+        where = services or {}
+
+        def contract(cls: type[C], name: str, prefix: str) -> C:
+            return cls(
+                name,
+                **_address(name, prefix, self.url, None, where),
+                timeout=timeout,
+                session=self.session,
+                retry=self.retry,
+            )
+
         #: Model Training's typed contract client (async), used by ``inwire.start_run``.
-        self.training_api: TrainingClient = _Training(
-            "training",
-            **_address("training", TRAINING_PREFIX, self.url, None, services or {}),
-            timeout=timeout,
-            session=self.session,
-            retry=self.retry,
-        )
+        self.training_api: TrainingClient = contract(_Training, "training", TRAINING_PREFIX)
+        #: Synthex's typed contract client (async): datasets, versions, downloads.
+        self.synthex_api: SynthexClient = contract(_Synthex, "synthex", SYNTHEX_PREFIX)
+        #: ModelOps' typed contract client (async): the model registry.
+        self.modelops_api: ModelOpsClient = contract(_ModelOps, "modelops", MODELOPS_PREFIX)
 
     @property
     def tokens(self) -> Tokens | None:
@@ -167,6 +189,8 @@ class AsyncClient:
         """Close pooled connections; the client must not be used afterwards."""
         await self.core.api.close()
         await self.training_api.close()
+        await self.synthex_api.close()
+        await self.modelops_api.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -235,6 +259,9 @@ class Client:
         self.core = Core(self._async.core, self._loop.run)
         #: Model Training's async contract client; run its calls with :meth:`run`.
         self.training_api = self._async.training_api
+        #: Synthex's and ModelOps' async contract clients; run their calls with :meth:`run`.
+        self.synthex_api = self._async.synthex_api
+        self.modelops_api = self._async.modelops_api
         # A client dropped without close() still releases its connections and thread.
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._async)
 
