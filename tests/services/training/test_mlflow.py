@@ -154,6 +154,9 @@ async def test_mlflow_script_runs_unchanged_against_inwire(
 
 
 @pytest.mark.slow
+# What this test is about (credentials, the gateway) does not depend on the database, and the
+# scenario itself runs on both in the test above: SQLite only, to spare CI two mlflow runs.
+@pytest.mark.parametrize("db_backend", ["sqlite"])
 async def test_an_api_key_is_a_tracking_token_directly_and_through_the_gateway(
     training_settings: TrainingSettings, tmp_path: Path
 ) -> None:
