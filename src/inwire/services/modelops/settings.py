@@ -62,8 +62,8 @@ class ModelOpsSettings(ServiceSettings):
     #: The Core integration (id) of the container registry images are pushed to; its
     #: credentials are read from Core at push time. Empty: images are built, not pushed.
     build_registry_integration: str = ""
-    #: The image repository (``registry.example.com/team/models``); tags are
-    #: ``<model name>-v<version>``.
+    #: Repository of images built without a registry integration (kept by the builder,
+    #: not pushed): ``<repository>/<model name>:v<version>``; empty means ``inwire``.
     build_image_repository: str = ""
     #: The base image of the generated Dockerfile.
     build_base_image: str = "python:3.11-slim"
