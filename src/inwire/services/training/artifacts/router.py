@@ -13,7 +13,7 @@ from starlette.background import BackgroundTask
 
 from inwire.kit.api import APIRouter, Item
 from inwire.kit.auth import Principal, require
-from inwire.kit.storage import StorageDep
+from inwire.kit.storage import ObjectStore, StorageDep
 from inwire.services.training.artifacts import service
 from inwire.services.training.runs import service as runs
 from inwire.services.training.settings import TrainingSettings
@@ -70,34 +70,17 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-@router.get("", response_model=Item[list[ArtifactOut]])
-async def list_artifacts(
-    request: Request,
-    run_id: str,
-    store: StorageDep,
-    who: Reader,
-    path: Annotated[str, Query(max_length=1000, description="Folder to list; the root")] = "",
+async def _list(
+    request: Request, store: ObjectStore, who: Principal, run_id: str, path: str
 ) -> dict[str, Any]:
-    """The files and folders directly inside a folder of a run's artifacts."""
     await _check_run(request, who, run_id)
     entries = await service.list_folder(store, who.org, run_id, path)
     return {"data": [ArtifactOut(**e.__dict__) for e in entries]}
 
 
-@router.put(
-    "/{path:path}",
-    status_code=201,
-    response_model=Item[ArtifactStored],
-    openapi_extra=_UPLOAD_BODY,
-)
-async def upload_artifact(
-    run_id: str,
-    path: str,
-    request: Request,
-    store: StorageDep,
-    who: Creator,
+async def _upload(
+    request: Request, store: ObjectStore, who: Principal, run_id: str, path: str
 ) -> dict[str, Any]:
-    """Upload a file to a run's artifacts at `path`, streamed to the object store."""
     await _check_run(request, who, run_id)
     clean = service.clean_path(path)
     settings: TrainingSettings = request.app.state.settings
@@ -117,15 +100,9 @@ async def upload_artifact(
     }
 
 
-@router.get(
-    "/{path:path}",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
-)
-async def download_artifact(
-    request: Request, run_id: str, path: str, store: StorageDep, who: Reader
+async def _download(
+    request: Request, store: ObjectStore, who: Principal, run_id: str, path: str
 ) -> StreamingResponse:
-    """Download one artifact file, streamed."""
     await _check_run(request, who, run_id)
     reader = await service.open_file(store, who.org, run_id, path)
     name = service.clean_path(path).rpartition("/")[2]
@@ -142,6 +119,47 @@ async def download_artifact(
     )
 
 
+@router.get("", response_model=Item[list[ArtifactOut]])
+async def list_artifacts(
+    request: Request,
+    run_id: str,
+    store: StorageDep,
+    who: Reader,
+    path: Annotated[str, Query(max_length=1000, description="Folder to list; the root")] = "",
+) -> dict[str, Any]:
+    """The files and folders directly inside a folder of a run's artifacts."""
+    return await _list(request, store, who, run_id, path)
+
+
+@router.put(
+    "/{path:path}",
+    status_code=201,
+    response_model=Item[ArtifactStored],
+    openapi_extra=_UPLOAD_BODY,
+)
+async def upload_artifact(
+    run_id: str,
+    path: str,
+    request: Request,
+    store: StorageDep,
+    who: Creator,
+) -> dict[str, Any]:
+    """Upload a file to a run's artifacts at `path`, streamed to the object store."""
+    return await _upload(request, store, who, run_id, path)
+
+
+@router.get(
+    "/{path:path}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_artifact(
+    request: Request, run_id: str, path: str, store: StorageDep, who: Reader
+) -> StreamingResponse:
+    """Download one artifact file, streamed."""
+    return await _download(request, store, who, run_id, path)
+
+
 @router.delete("/{path:path}", response_model=Item[ArtifactsDeleted])
 async def delete_artifact(
     request: Request, run_id: str, path: str, store: StorageDep, who: Deleter
@@ -150,3 +168,54 @@ async def delete_artifact(
     await _check_run(request, who, run_id)
     files = await service.delete(store, who.org, run_id, path)
     return {"data": ArtifactsDeleted(path=service.clean_path(path), files=files)}
+
+
+# -- /api/v1/artifacts: the same files, the run and path as query parameters ------------------
+
+files_router = APIRouter(prefix="/artifacts", tags=["artifacts"])
+
+RunQuery = Annotated[str, Query(min_length=1, max_length=40, description="The run")]
+FileQuery = Annotated[str, Query(min_length=1, max_length=1000, description="File path")]
+
+
+@files_router.get("", response_model=Item[list[ArtifactOut]])
+async def list_run_artifacts(
+    request: Request,
+    store: StorageDep,
+    who: Reader,
+    run_id: RunQuery,
+    path: Annotated[str, Query(max_length=1000, description="Folder to list; the root")] = "",
+) -> dict[str, Any]:
+    """The files and folders directly inside a folder of a run's artifacts
+    (`?run_id=…&path=…`)."""
+    return await _list(request, store, who, run_id, path)
+
+
+@files_router.post(
+    "",
+    status_code=201,
+    response_model=Item[ArtifactStored],
+    openapi_extra=_UPLOAD_BODY,
+)
+async def upload_run_artifact(
+    request: Request, store: StorageDep, who: Creator, run_id: RunQuery, path: FileQuery
+) -> dict[str, Any]:
+    """Upload a file to a run's artifacts (`?run_id=…&path=…`, the bytes as the raw body),
+    streamed to the object store."""
+    return await _upload(request, store, who, run_id, path)
+
+
+@files_router.get(
+    "/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_run_artifact(
+    request: Request, store: StorageDep, who: Reader, run_id: RunQuery, path: FileQuery
+) -> StreamingResponse:
+    """Download one artifact file (`?run_id=…&path=…`), streamed."""
+    return await _download(request, store, who, run_id, path)
+
+
+#: Mounted under /api/v1 by the app.
+routers = [router, files_router]

@@ -26,6 +26,7 @@ from inwire.services.training.runs.schemas import (
     ParamsIn,
     RunComparison,
     RunCreate,
+    RunMetricBatch,
     RunOut,
     RunUpdate,
     SearchIn,
@@ -316,12 +317,8 @@ async def latest_metrics(run_id: str, session: SessionDep, who: MetricReader) ->
     return {"data": await service.latest_metrics(session, who, run_id)}
 
 
-@router.get("/{run_id}/metrics/history", response_model=Item[MetricHistory])
-async def metric_history(
-    run_id: str,
-    session: SessionDep,
+async def _history_query(
     settings: SettingsDep,
-    who: MetricReader,
     key: Annotated[str, Query(min_length=1, max_length=250, description="Metric key")],
     page: Annotated[int, Query(ge=1, le=10_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, description="Points per page")] = 1000,
@@ -332,15 +329,14 @@ async def metric_history(
     method: Annotated[Literal["lttb", "minmax"], Query(description="Downsampling method")] = "lttb",
     step_min: Annotated[int | None, Query(description="Only steps from this one")] = None,
     step_max: Annotated[int | None, Query(description="Only steps up to this one")] = None,
-) -> Response:
-    """A metric's history by step: a page of points, or with `max_points` the whole series
-    downsampled (LTTB or min/max per bucket) so a chart never loads millions of points."""
+) -> service.HistoryQuery:
+    """The history query parameters, shared by both history routes."""
     if per_page > settings.max_history_points:
         raise Invalid(
             f"per_page is at most {settings.max_history_points}; use max_points for more",
             details=[{"field": "per_page", "message": f"at most {settings.max_history_points}"}],
         )
-    q = service.HistoryQuery(
+    return service.HistoryQuery(
         key=key,
         page=page,
         per_page=per_page,
@@ -349,7 +345,65 @@ async def metric_history(
         step_min=step_min,
         step_max=step_max,
     )
+
+
+HistoryDep = Annotated[service.HistoryQuery, Depends(_history_query)]
+
+
+async def _history_response(
+    session: Any, who: Principal, run_id: str, q: service.HistoryQuery
+) -> Response:
     data = await service.history(session, who, run_id, q)
     # Serialised here, not through the response model: validating 100k points again would
     # cost more than reading them (the schema above still documents the shape).
     return Response(pydantic_core.to_json({"data": data}), media_type="application/json")
+
+
+@router.get("/{run_id}/metrics/history", response_model=Item[MetricHistory])
+async def metric_history(
+    run_id: str, session: SessionDep, who: MetricReader, q: HistoryDep
+) -> Response:
+    """A metric's history by step: a page of points, or with `max_points` the whole series
+    downsampled (LTTB or min/max per bucket) so a chart never loads millions of points."""
+    return await _history_response(session, who, run_id, q)
+
+
+# -- /api/v1/metrics: the same logging and history, across runs --------------------------------
+
+metrics_router = APIRouter(prefix="/metrics", tags=["metrics"])
+
+_RUN_METRICS_IN: TypeAdapter[RunMetricBatch] = TypeAdapter(RunMetricBatch)
+
+
+@metrics_router.post(
+    "",
+    status_code=201,
+    response_model=Item[LoggedOut],
+    openapi_extra=_body_doc(RunMetricBatch),
+)
+async def log_run_metrics(
+    request: Request, session: SessionDep, settings: SettingsDep, who: MetricWriter
+) -> dict[str, Any]:
+    """Log values to one or several runs at once
+    (`{"metrics": [{"run_id", "key", "value", "step", "timestamp"}, ...]}`), all or nothing."""
+    data = await _json_body(request, _RUN_METRICS_IN)
+    count = await service.log_metrics_of_runs(
+        session, who, data.metrics, limit=settings.max_batch_values
+    )
+    return {"data": LoggedOut(metrics=count)}
+
+
+@metrics_router.get("", response_model=Item[MetricHistory])
+async def run_metric_history(
+    session: SessionDep,
+    who: MetricReader,
+    q: HistoryDep,
+    run_id: Annotated[str, Query(min_length=1, max_length=40, description="The run")],
+) -> Response:
+    """A run's metric history (`?run_id=…&key=…`), paged or downsampled like
+    `GET /runs/{run_id}/metrics/history`."""
+    return await _history_response(session, who, run_id, q)
+
+
+#: Mounted under /api/v1 by the app.
+routers = [router, metrics_router]

@@ -98,6 +98,19 @@ class MetricBatch(BaseModel):
     metrics: Annotated[list[MetricIn], Field(min_length=1)]
 
 
+class RunMetricIn(MetricIn):
+    """One metric value of a named run (``POST /metrics`` logs to several runs at once)."""
+
+    run_id: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class RunMetricBatch(BaseModel):
+    """Metric values of one or several runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    metrics: Annotated[list[RunMetricIn], Field(min_length=1)]
+
+
 class ParamsIn(BaseModel):
     """Params to log; a key already logged must keep its value."""
 

@@ -31,6 +31,7 @@ from inwire.services.training.runs.schemas import (
     BatchIn,
     MetricIn,
     RunCreate,
+    RunMetricIn,
     RunUpdate,
     SearchIn,
     wire_float,
@@ -252,6 +253,33 @@ async def log_metrics(
     _check_batch_size(len(metrics), limit)
     await _writable(session, who, run_id)
     await MetricRepository(session).insert(run_id, metric_rows(metrics))
+    return len(metrics)
+
+
+async def log_metrics_of_runs(
+    session: AsyncSession, who: Principal, metrics: Sequence[RunMetricIn], *, limit: int
+) -> int:
+    """Store values of several runs in one transaction: all stored, or none (404 when a run
+    is not the caller's organization's, 409 when one is archived)."""
+    _check_batch_size(len(metrics), limit)
+    by_run: dict[str, list[MetricIn]] = {}
+    for m in metrics:
+        by_run.setdefault(m.run_id, []).append(m)
+    found = await RunRepository(session, who.org).many(by_run)
+    missing = [rid for rid in by_run if rid not in found]
+    if missing:
+        raise NotFound(
+            f"No run {missing[0]!r}",
+            details=[{"field": "metrics.run_id", "message": f"no run {rid!r}"} for rid in missing],
+        )
+    archived = [rid for rid, run in found.items() if run.lifecycle != "active"]
+    if archived:
+        raise Conflict(
+            f"Run {archived[0]!r} is archived; restore it to log to it", code="RUN_ARCHIVED"
+        )
+    repo = MetricRepository(session)
+    for rid, values in by_run.items():
+        await repo.insert(rid, metric_rows(values))
     return len(metrics)
 
 
