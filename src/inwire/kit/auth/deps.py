@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from inwire.kit.auth.internal import on_behalf_principal
 from inwire.kit.auth.principal import Principal
 from inwire.kit.db.engine import SessionDep
 from inwire.kit.errors import Forbidden, Unauthorized
@@ -30,17 +31,22 @@ async def get_principal(request: Request, session: SessionDep) -> Principal:
     An app may install ``app.state.authenticate(token, request, session)`` (Core does, for
     API keys, revocation and current roles; it reads through the request's own session);
     otherwise the bearer JWT is verified with ``app.state.verifier`` and no database is
-    touched (the session is lazy).
+    touched (the session is lazy). A platform service's call carrying the internal secret
+    and on-behalf headers acts as the user they name (``kit.auth.internal``).
     """
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
     token = bearer_token(request)
-    if token is None:
-        raise Unauthorized("Missing bearer credentials")
+    delegated = on_behalf_principal(request)
     authenticate = getattr(request.app.state, "authenticate", None)
-    if authenticate is not None:
-        principal: Principal = await authenticate(token, request, session)
+    principal: Principal
+    if delegated is not None:
+        principal = delegated
+    elif token is None:
+        raise Unauthorized("Missing bearer credentials")
+    elif authenticate is not None:
+        principal = await authenticate(token, request, session)
     else:
         principal = await request.app.state.verifier.verify(token)
     request.state.principal = principal

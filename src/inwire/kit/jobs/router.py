@@ -86,6 +86,25 @@ def job_item(job: Job) -> Item[JobOut]:
     return Item[JobOut](data=JobOut.model_validate(job))
 
 
+async def read_logs(
+    session: SessionDep, jobs: JobService, org_id: str, job_id: str, after_seq: int, limit: int
+) -> JobLogs:
+    """One read of a job's log lines after ``after_seq``, with the job's status."""
+    # Status first, lines second: a job seen finished has all its lines stored, so a
+    # client that stops polling at a final status has missed nothing.
+    job = await jobs.get(session, org_id, job_id)
+    lines = await jobs.logs(session, org_id, job_id, after_seq, limit)
+    return JobLogs(
+        data=[JobLogLineOut.model_validate(line) for line in lines],
+        meta=JobLogsMeta(
+            after_seq=after_seq,
+            limit=limit,
+            next_after_seq=lines[-1].seq if lines else after_seq,
+            job_status=job.status,
+        ),
+    )
+
+
 def get_jobs(request: Request) -> JobService:
     """The service's ``JobService`` (``app.state.jobs``)."""
     jobs = getattr(request.app.state, "jobs", None)
@@ -155,19 +174,7 @@ def jobs_router(
         limit: Annotated[int, Query(ge=1, le=MAX_LOG_LINES, description="Most lines")] = 500,
     ) -> JobLogs:
         """A job's log lines after ``after_seq``, oldest first; poll it while the job runs."""
-        # Status first, lines second: a job seen finished has all its lines stored, so a
-        # client that stops polling at a final status has missed nothing.
-        job = await jobs.get(session, who.org, job_id)
-        lines = await jobs.logs(session, who.org, job_id, after_seq, limit)
-        return JobLogs(
-            data=[JobLogLineOut.model_validate(line) for line in lines],
-            meta=JobLogsMeta(
-                after_seq=after_seq,
-                limit=limit,
-                next_after_seq=lines[-1].seq if lines else after_seq,
-                job_status=job.status,
-            ),
-        )
+        return await read_logs(session, jobs, who.org, job_id, after_seq, limit)
 
     @router.post("/{job_id}/cancel")
     async def cancel_job(

@@ -18,6 +18,7 @@ from inwire.services.training.db import JOB_TABLES
 from inwire.services.training.mlflow.peers import open_peers
 from inwire.services.training.models import CONCEPTS
 from inwire.services.training.settings import TrainingSettings
+from inwire.services.training.trainjobs import scripts as run_tokens
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -76,6 +77,8 @@ def create_app(
     )
     app.state.jobs = JobService(JOB_TABLES, job_registry())
     app.state.peers = peers
+    # Platform JWTs, and the run tokens a script job's process logs with.
+    app.state.authenticate = run_tokens.authenticate
     return app
 
 
