@@ -92,6 +92,9 @@ async def test_killed_replica_is_replaced(
     async with httpx.AsyncClient(base_url=replacement.url, timeout=30) as client:
         r = await client.post("/predict", json={"inputs": rows(3)})
     assert r.json() == {"predictions": expected(rows(3))}
+    await rt.stop_deployment("dep_1")
+    assert rt.replicas() == []
+    assert replacement.state == "stopped"
 
 
 async def test_a_model_that_cannot_load_fails_with_its_log(

@@ -5,7 +5,8 @@ on a free port, its output appended to ``<workdir>/replicas/<replica id>.log``, 
 once ``/ready`` answers. After ``start()``, a replica whose process dies (crash, OOM kill,
 SIGKILL) is replaced: a new process for the same deployment and version, on a new port,
 reported to ``on_event("replaced", new_replica)``; a replacement that fails is retried with
-a growing delay. Replica processes run in their own session and get SIGTERM if the process
+a growing delay. A replica that stops answering ``/health`` (three probes in a row, 5 s
+apart) counts as hung: it is killed, then replaced the same way. Replica processes run in their own session and get SIGTERM if the process
 holding the runtime dies (Linux).
 
 Events given to ``on_event``: ``started``, ``failed`` (the process died or never became
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
 #: Longest wait between two attempts at replacing a dead replica.
 MAX_REPLACE_DELAY = 30.0
+#: Seconds between two health probes of every replica, and a probe's timeout.
+PROBE_INTERVAL = 5.0
+PROBE_TIMEOUT = 5.0
+#: Failed probes in a row after which a replica counts as hung and is killed.
+UNRESPONSIVE_PROBES = 3
 
 
 class ReplicaFailed(Exception):
@@ -126,7 +132,9 @@ class LocalRuntime:
         self._procs: dict[str, _Process] = {}
         self._supervising = False
         self._closed = False
-        self._replacing: set[asyncio.Task[None]] = set()
+        #: Replacements under way, by the id of the dead replica they replace.
+        self._replacing: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._prober: asyncio.Task[None] | None = None
         self._preexec = _die_with_parent()
 
     # -- public ---------------------------------------------------------------------------
@@ -140,18 +148,35 @@ class LocalRuntime:
         ]
 
     async def start(self) -> None:
-        """Supervise: from now on a replica whose process dies is replaced."""
+        """Supervise: from now on a replica whose process dies is replaced, and one that
+        stops answering ``/health`` (``UNRESPONSIVE_PROBES`` probes in a row) is killed and
+        replaced."""
         self._supervising = True
+        if self._prober is None:
+            self._prober = asyncio.get_running_loop().create_task(self._probe_loop())
 
     async def close(self) -> None:
         """Stop every replica (and any replacement under way)."""
         self._closed = True
         self._supervising = False
-        for task in list(self._replacing):
+        tasks = [task for _, task in self._replacing.values()]
+        if self._prober is not None:
+            tasks.append(self._prober)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._replacing, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(
             *(self.stop_replica(rid) for rid in list(self._procs)), return_exceptions=True
+        )
+
+    async def stop_deployment(self, deployment_id: str, *, grace: float = 5.0) -> None:
+        """Stop every replica of a deployment and cancel its replacements under way."""
+        for dead_id, (dep, task) in list(self._replacing.items()):
+            if dep == deployment_id:
+                task.cancel()
+                self._replacing.pop(dead_id, None)
+        await asyncio.gather(
+            *(self.stop_replica(r.id, grace=grace) for r in self.replicas(deployment_id))
         )
 
     async def start_replica(
@@ -222,6 +247,9 @@ class LocalRuntime:
 
     async def stop_replica(self, replica_id: str, *, grace: float = 5.0) -> None:
         """SIGTERM the replica's process, SIGKILL it after ``grace`` seconds; forget it."""
+        replacing = self._replacing.pop(replica_id, None)
+        if replacing is not None:  # it died and is being replaced: the replacement stops too
+            replacing[1].cancel()
         proc = self._procs.pop(replica_id, None)
         if proc is None:
             return
@@ -294,9 +322,10 @@ class LocalRuntime:
         )
         self._emit("failed", proc.replica)
         if self._supervising and not self._closed:
-            task = asyncio.get_running_loop().create_task(self._replace(proc.replica))
-            self._replacing.add(task)
-            task.add_done_callback(self._replacing.discard)
+            dead = proc.replica
+            task = asyncio.get_running_loop().create_task(self._replace(dead))
+            self._replacing[dead.id] = (dead.deployment_id, task)
+            task.add_done_callback(lambda _: self._replacing.pop(dead.id, None))
 
     async def _replace(self, dead: Replica) -> None:
         delay = 0.5
@@ -316,6 +345,32 @@ class LocalRuntime:
                 continue
             self._emit("replaced", new)
             return
+
+    async def _probe_loop(self) -> None:
+        """Kill replicas whose ``/health`` no longer answers (a hung process); their
+        watcher then replaces them."""
+        misses: dict[str, int] = {}
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
+            while True:
+                await asyncio.sleep(PROBE_INTERVAL)
+                live = list(self._procs.values())
+                answers = await asyncio.gather(
+                    *(client.get(f"{p.replica.url}/health") for p in live),
+                    return_exceptions=True,
+                )
+                for proc, answer in zip(live, answers, strict=True):
+                    rid = proc.replica.id
+                    if isinstance(answer, httpx.Response) and answer.status_code == 200:
+                        misses.pop(rid, None)
+                        continue
+                    misses[rid] = misses.get(rid, 0) + 1
+                    if misses[rid] >= UNRESPONSIVE_PROBES and not proc.stopping:
+                        log.warning("model server %s stopped answering: killing it", rid)
+                        misses.pop(rid, None)
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(proc.process.pid, signal.SIGKILL)
+                for rid in set(misses) - set(self._procs):
+                    misses.pop(rid, None)
 
     def _emit(self, event: str, replica: Replica) -> None:
         if self.on_event is None:
