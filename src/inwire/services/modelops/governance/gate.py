@@ -136,7 +136,13 @@ async def gate(
             requested_by=who.subject,
             comment="",
         )
-        await repo.add(row)
+        try:
+            await repo.add(row)
+        except Conflict:  # the same request, committed an instant before this one
+            pending = await repo.pending(kind, key)
+            if pending is None:
+                raise
+            return view(pending)
         await audit.record_by(
             session, who, "approval.request", "approval", row.id, after=_state(row)
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, String, Text
+from sqlalchemy import JSON, Boolean, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inwire.kit.db import TenantMixin, TimestampMixin, utcnow
@@ -21,8 +21,18 @@ class Approval(ModelOpsBase, TenantMixin, TimestampMixin):
     """
 
     __tablename__ = "approvals"
+    # At most one pending request per action: the same request twice, even at the same
+    # moment, finds the first one.
     __table_args__ = (
-        Index("ix_approvals_pending_key", "organization_id", "kind", "payload_key", "status"),
+        Index(
+            "ux_approvals_pending_key",
+            "organization_id",
+            "kind",
+            "payload_key",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     #: What is to run: ``model.promote``, ``deployment.apply``.

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 22:55:22.016767
+Create Date: 2026-11-26 23:02:47.519474
 """
 
 from collections.abc import Sequence
@@ -46,14 +46,16 @@ def upgrade() -> None:
             batch_op.f("ix_approvals_organization_id"), ["organization_id"], unique=False
         )
         batch_op.create_index(
-            "ix_approvals_pending_key",
-            ["organization_id", "kind", "payload_key", "status"],
-            unique=False,
-        )
-        batch_op.create_index(
             batch_op.f("ix_approvals_requested_by"), ["requested_by"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_approvals_status"), ["status"], unique=False)
+        batch_op.create_index(
+            "ux_approvals_pending_key",
+            ["organization_id", "kind", "payload_key"],
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
 
     op.create_table(
         "audit_entries",
@@ -226,6 +228,7 @@ def upgrade() -> None:
         sa.Column("reference_source", sa.String(length=20), nullable=True),
         sa.Column("reference", sa.JSON(), nullable=True),
         sa.Column("reference_rows", sa.Integer(), nullable=False),
+        sa.Column("reference_detail", sa.JSON(), nullable=False),
         sa.Column("thresholds", sa.JSON(), nullable=False),
         sa.Column("updated_by", sa.String(length=100), nullable=False),
         sa.Column("organization_id", sa.String(length=40), nullable=False),
@@ -250,6 +253,7 @@ def upgrade() -> None:
         sa.Column("until", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("reference_rows", sa.Integer(), nullable=False),
+        sa.Column("reference_detail", sa.JSON(), nullable=False),
         sa.Column("drifted", sa.Boolean(), nullable=False),
         sa.Column("features", sa.JSON(), nullable=False),
         sa.Column("thresholds", sa.JSON(), nullable=False),
@@ -657,9 +661,13 @@ def downgrade() -> None:
 
     op.drop_table("audit_entries")
     with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ux_approvals_pending_key",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
         batch_op.drop_index(batch_op.f("ix_approvals_status"))
         batch_op.drop_index(batch_op.f("ix_approvals_requested_by"))
-        batch_op.drop_index("ix_approvals_pending_key")
         batch_op.drop_index(batch_op.f("ix_approvals_organization_id"))
         batch_op.drop_index(batch_op.f("ix_approvals_kind"))
         batch_op.drop_index(batch_op.f("ix_approvals_created_at"))
