@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -250,6 +251,41 @@ def save_model(work: Path) -> None:
     )
 
 
+Target = tuple[str, str, dict[str, str], int | None]
+
+
+async def alternate(
+    args: argparse.Namespace,
+    bodies: list[bytes],
+    targets: list[Target],
+    *,
+    better: Callable[[Round], float],
+) -> tuple[list[Round], dict[tuple[str, int], Round]]:
+    """Rounds of each ``(name, url, headers, server pid)`` target in turn, ``--rounds``
+    times per ``--concurrency``; every round, and the best one (highest ``better``) of each
+    target and concurrency."""
+    rounds: list[Round] = []
+    best: dict[tuple[str, int], Round] = {}
+    for concurrency in args.concurrency:
+        for _ in range(args.rounds):
+            for name, url, headers, pid in targets:
+                r = await load(
+                    name,
+                    url,
+                    bodies,
+                    concurrency=concurrency,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    headers=headers,
+                    pid=pid,
+                )
+                rounds.append(r)
+                key = (name, concurrency)
+                if key not in best or better(r) > better(best[key]):
+                    best[key] = r
+    return rounds, best
+
+
 async def compare(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any]:
     """Inwire's server against MLflow's, best round of each, per concurrency."""
     model_dir = work / "model"
@@ -302,24 +338,8 @@ async def compare(args: argparse.Namespace, work: Path, stack: ExitStack) -> dic
         wait_ready(f"http://127.0.0.1:{port}/ping", theirs, work / "mlflow.log", timeout=180)
         servers["mlflow"] = (f"http://127.0.0.1:{port}/invocations", theirs.pid)
     check_same_answers({name: url for name, (url, _) in servers.items()}, bodies)
-    rounds: list[Round] = []
-    best: dict[tuple[str, int], Round] = {}
-    for concurrency in args.concurrency:
-        for _ in range(args.rounds):
-            for name, (url, pid) in servers.items():
-                r = await load(
-                    name,
-                    url,
-                    bodies,
-                    concurrency=concurrency,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    pid=pid,
-                )
-                rounds.append(r)
-                key = (name, concurrency)
-                if key not in best or r.rps > best[key].rps:
-                    best[key] = r
+    targets: list[Target] = [(name, url, {}, pid) for name, (url, pid) in servers.items()]
+    rounds, best = await alternate(args, bodies, targets, better=lambda r: r.rps)
     result: dict[str, Any] = {"best": [asdict(r) for r in best.values()]}
     print("\n".join(table_rows(list(best.values()))))
     if not args.skip_mlflow:
@@ -348,22 +368,11 @@ async def routing(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, An
     """The same load on a direct URL and a routed one: the p50 the routing adds."""
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
-    best: dict[tuple[str, int], Round] = {}
-    for concurrency in args.concurrency:
-        for _ in range(args.rounds):
-            for name, url, extra in (("direct", args.direct, {}), ("routed", args.routed, headers)):
-                r = await load(
-                    name,
-                    url,
-                    bodies,
-                    concurrency=concurrency,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    headers=extra,
-                )
-                key = (name, concurrency)
-                if key not in best or r.p50_ms < best[key].p50_ms:
-                    best[key] = r
+    targets: list[Target] = [
+        ("direct", args.direct, {}, None),
+        ("routed", args.routed, headers, None),
+    ]
+    _, best = await alternate(args, bodies, targets, better=lambda r: -r.p50_ms)
     print("\n".join(table_rows(list(best.values()))))
     overhead = {
         str(c): round(best[("routed", c)].p50_ms - best[("direct", c)].p50_ms, 3)

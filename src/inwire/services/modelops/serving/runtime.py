@@ -6,8 +6,8 @@ once ``/ready`` answers. After ``start()``, a replica whose process dies (crash,
 SIGKILL) is replaced: a new process for the same deployment and version, on a new port,
 reported to ``on_event("replaced", new_replica)``; a replacement that fails is retried with
 a growing delay. A replica that stops answering ``/health`` (three probes in a row, 5 s
-apart) counts as hung: it is killed, then replaced the same way. Replica processes run in their own session and get SIGTERM if the process
-holding the runtime dies (Linux).
+apart) counts as hung: it is killed, then replaced the same way. Replica processes run in
+their own session and get SIGTERM if the process holding the runtime dies (Linux).
 
 Events given to ``on_event``: ``started``, ``failed`` (the process died or never became
 ready), ``replaced``, ``stopped``.
