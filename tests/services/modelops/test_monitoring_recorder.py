@@ -126,3 +126,25 @@ def test_predictions_split_into_numbers_and_classes() -> None:
     )
     assert numbers == [0.5, 1.0, 1.0, 2.5]
     assert classes == {"1": 2, "cat": 1, "True": 1}
+
+
+async def test_windows_past_their_retention_are_pruned(app: FastAPI) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    recorder = PredictionRecorder(app.state.db, retention_days=7)
+    recorder.observe(ORGS["a"], "dep_1", "ver_1", [{"x": 1}], [1.0], 0.01, False)
+    await recorder.flush()
+    async with app.state.db.session() as session:
+        session.add(
+            MonitoringWindow(
+                organization_id=ORGS["a"],
+                deployment_id="dep_1",
+                version_id="ver_1",
+                window_start=datetime.now(UTC) - timedelta(days=8),
+                requests=5,
+            )
+        )
+    assert len(await _windows(app)) == 2
+    assert await recorder.prune() == 1
+    assert [w.requests for w in await _windows(app)] == [1]
+    assert await PredictionRecorder(app.state.db).prune() == 0  # no retention: kept

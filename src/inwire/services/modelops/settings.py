@@ -45,6 +45,9 @@ class ModelOpsSettings(ServiceSettings):
     monitoring_sample_rows: int = Field(default=1000, ge=1, le=100_000)
     #: Seconds between periodic drift checks of deployments with traffic; 0 turns them off.
     monitoring_drift_interval: float = Field(default=300.0, ge=0)
+    #: Days per-minute traffic windows are kept (older ones are deleted hourly); 0 keeps
+    #: them forever.
+    monitoring_retention_days: float = Field(default=30.0, ge=0)
     #: Rows of an uploaded drift reference kept (a uniform sample beyond).
     monitoring_reference_rows: int = Field(default=10_000, ge=10, le=1_000_000)
     #: A feature drifts when its population stability index reaches this.
@@ -67,6 +70,9 @@ class ModelOpsSettings(ServiceSettings):
     build_image_repository: str = ""
     #: The base image of the generated Dockerfile.
     build_base_image: str = "python:3.11-slim"
+    #: Synthex's API, read for a version's training data (the drift reference) on behalf
+    #: of the user who asks.
+    synthex_url: str = "http://127.0.0.1:18090"
 
     # -- deployments, clusters and autoscaling (H5) -------------------------------------
     #: Where the local target keeps model files and replica logs; empty means

@@ -53,11 +53,13 @@ class MonitorConfig(ModelOpsBase, TenantMixin, TimestampMixin):
 
     __tablename__ = "monitoring_configs"
     deployment_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    #: ``upload``, ``input_example`` or ``dataset``: where the reference came from.
+    #: ``upload`` or ``dataset`` (a version's training data): where the reference came from.
     reference_source: Mapped[str | None] = mapped_column(String(20), default=None)
     #: ``{column: [values]}``: the reference rows, column by column (bounded).
     reference: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON, default=None)
     reference_rows: Mapped[int] = mapped_column(Integer, default=0)
+    #: Where a ``dataset`` reference was read: model version, dataset and dataset version.
+    reference_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: Overrides of the drift thresholds (``psi``, ``p_value``, ``min_rows``, ``error_rate``).
     thresholds: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     updated_by: Mapped[str] = mapped_column(String(100), default="")
@@ -75,6 +77,8 @@ class DriftReport(ModelOpsBase, TenantMixin, TimestampMixin):
     until: Mapped[datetime] = mapped_column()
     rows: Mapped[int] = mapped_column(Integer, default=0)
     reference_rows: Mapped[int] = mapped_column(Integer, default=0)
+    #: Where a ``dataset`` reference was read: model version, dataset and dataset version.
+    reference_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     drifted: Mapped[bool] = mapped_column(Boolean, default=False)
     #: One entry per feature: kind, PSI, test, statistic, p-value, drifted.
     features: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

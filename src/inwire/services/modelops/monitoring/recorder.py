@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import undefer
 
 from inwire.kit.db import Database
@@ -37,6 +37,9 @@ from inwire.services.modelops.monitoring.sketch import (
 from inwire.services.modelops.settings import ModelOpsSettings
 
 log = logging.getLogger(__name__)
+
+#: Seconds between deletions of windows past their retention.
+PRUNE_INTERVAL = 3600.0
 
 #: (organization, deployment, version, window start)
 WindowKey = tuple[str, str, str, datetime]
@@ -74,6 +77,7 @@ class PredictionRecorder:
         sample_rows: int = 1000,
         drift_interval: float | None = None,
         thresholds: Thresholds | None = None,
+        retention_days: float | None = None,
         seed: int | None = None,
     ) -> None:
         self.db = db
@@ -81,6 +85,8 @@ class PredictionRecorder:
         self.sample_rows = sample_rows
         self.drift_interval = drift_interval or None
         self.thresholds = thresholds or Thresholds()
+        self.retention_days = retention_days or None
+        self._last_prune = 0.0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._windows: dict[WindowKey, WindowState] = {}
@@ -149,6 +155,11 @@ class PredictionRecorder:
                     and time.monotonic() - self._last_drift >= self.drift_interval
                 ):
                     await self.check_drift()
+                if (
+                    self.retention_days is not None
+                    and time.monotonic() - self._last_prune >= PRUNE_INTERVAL
+                ):
+                    await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive a database hiccup
@@ -172,6 +183,18 @@ class PredictionRecorder:
                 )
             except Exception:
                 log.exception("drift check of deployment %s failed", deployment_id)
+
+    async def prune(self) -> int:
+        """Delete the windows older than ``retention_days``; how many went."""
+        self._last_prune = time.monotonic()
+        if self.retention_days is None:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+        async with self.db.session() as session:
+            result = await session.execute(
+                delete(MonitoringWindow).where(MonitoringWindow.window_start < cutoff)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def flush(self) -> None:
         """Write every pending window now (merging into rows already there)."""
@@ -294,6 +317,7 @@ def recorder_from_settings(db: Database, settings: ModelOpsSettings) -> Predicti
         sample_rows=settings.monitoring_sample_rows,
         drift_interval=settings.monitoring_drift_interval or None,
         thresholds=thresholds_from(settings),
+        retention_days=settings.monitoring_retention_days or None,
     )
 
 

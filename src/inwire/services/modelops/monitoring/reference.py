@@ -66,6 +66,12 @@ def parse_reference(
     if total > max_rows:
         keep = sorted(random.Random(0).sample(range(total), max_rows))
         frame = frame[keep]
+    columns = frame_columns(frame)
+    return columns, total
+
+
+def frame_columns(frame: pl.DataFrame) -> dict[str, list[Any]]:
+    """A frame as ``{column: [values]}`` of JSON values (dates and others as strings)."""
     columns: dict[str, list[Any]] = {}
     for name in frame.columns:
         series = frame[name]
@@ -74,4 +80,4 @@ def parse_reference(
         ):
             series = series.cast(pl.String, strict=False)
         columns[name] = series.to_list()
-    return columns, total
+    return columns

@@ -11,7 +11,8 @@ from fastapi import Depends, Query, Request, Response
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
 from inwire.kit.auth import Principal, require
 from inwire.kit.db import SessionDep
-from inwire.services.modelops.models.router import SettingsDep
+from inwire.kit.errors import NotFound
+from inwire.services.modelops.models.router import DatabaseDep, SettingsDep
 from inwire.services.modelops.monitoring import drift, service
 from inwire.services.modelops.monitoring.models import DriftReport, MonitoringAlert
 from inwire.services.modelops.monitoring.recorder import thresholds_from
@@ -25,7 +26,9 @@ from inwire.services.modelops.monitoring.schemas import (
     ReferenceOut,
     ThresholdsIn,
     ThresholdsOut,
+    TrainingDataIn,
 )
+from inwire.services.modelops.monitoring.training_data import training_reference
 
 router = APIRouter(prefix="/deployments/{deployment_id}/monitoring", tags=["monitoring"])
 
@@ -62,6 +65,7 @@ def _reference_out(row: Any) -> ReferenceOut:
     return ReferenceOut(
         source=row.reference_source,
         rows=row.reference_rows,
+        detail=dict(row.reference_detail or {}),
         columns={k: drift.feature_kind(v) for k, v in columns.items()},
         updated_at=row.updated_at,
         updated_by=row.updated_by or None,
@@ -109,6 +113,46 @@ async def put_reference(
     )
     row = await service.set_reference(session, who, deployment_id, columns, rows)
     return {"data": _reference_out(row)}
+
+
+@router.post("/reference/training-data", response_model=Item[ReferenceOut])
+async def reference_from_training_data(
+    deployment_id: str,
+    data: TrainingDataIn,
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    who: Updater,
+) -> dict[str, Any]:
+    """Make a model version's training data the reference: the Synthex dataset version its
+    lineage names, read on your behalf (your access applies), sampled to
+    `monitoring_reference_rows` rows."""
+    async with db.session(write=False) as session:
+        await service.check_deployment(session, who, deployment_id)
+        dataset = await service.training_dataset_of(session, who, data.version_id)
+    peers = getattr(request.app.state, "peers", None)
+    synthex_app = peers.get("synthex") if isinstance(peers, dict) else None
+    try:
+        columns, rows = await training_reference(
+            settings,
+            who.org,
+            who.subject,
+            who.role,
+            dataset,
+            max_rows=settings.monitoring_reference_rows,
+            app=synthex_app,
+        )
+    except NotFound as exc:
+        raise NotFound(
+            f"Training dataset {dataset[0]!r} version {dataset[1]!r}: {exc.message}"
+        ) from exc
+    detail = {"version_id": data.version_id, "dataset_id": dataset[0]}
+    detail["dataset_version_id"] = dataset[1]
+    async with db.session() as session:
+        row = await service.set_reference(
+            session, who, deployment_id, columns, rows, source="dataset", detail=detail
+        )
+        return {"data": _reference_out(row)}
 
 
 @router.delete("/reference", status_code=204)

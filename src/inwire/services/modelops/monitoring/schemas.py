@@ -95,11 +95,24 @@ class ThresholdsOut(BaseModel):
 class ReferenceOut(BaseModel):
     """The deployment's drift reference: where it comes from and its columns."""
 
-    source: str | None = Field(description="upload, or null: each version's input example")
+    source: str | None = Field(
+        description="upload, dataset (a version's training data), or null: each version's "
+        "input example"
+    )
     rows: int
+    detail: dict[str, Any] = Field(
+        default_factory=dict, description="for dataset: version_id, dataset_id, dataset_version_id"
+    )
     columns: dict[str, str] = Field(description="column -> number or category")
     updated_at: datetime | None = None
     updated_by: str | None = None
+
+
+class TrainingDataIn(BaseModel):
+    """Use a model version's training data (its lineage's Synthex dataset version)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version_id: str = Field(min_length=1, max_length=40, description="Model version id")
 
 
 class DriftIn(BaseModel):

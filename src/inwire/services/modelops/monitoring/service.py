@@ -32,6 +32,7 @@ from inwire.services.modelops.monitoring.repository import (
     versions_with_traffic,
 )
 from inwire.services.modelops.monitoring.sketch import merge_counts, merge_samples, percentiles
+from inwire.services.modelops.monitoring.training_data import dataset_of
 
 SOURCE = "/inwire/modelops"
 #: Longest period one statistics or drift request may cover.
@@ -205,7 +206,11 @@ async def config_of(session: AsyncSession, org_id: str, deployment_id: str) -> M
     """The deployment's configuration (an empty one, not stored, when it has none)."""
     row = await ConfigRepository(session, org_id).of(deployment_id)
     return row or MonitorConfig(
-        organization_id=org_id, deployment_id=deployment_id, thresholds={}, reference_rows=0
+        organization_id=org_id,
+        deployment_id=deployment_id,
+        thresholds={},
+        reference_rows=0,
+        reference_detail={},
     )
 
 
@@ -216,7 +221,11 @@ async def _stored_config(
     row = await repo.of(deployment_id)
     if row is None:
         row = MonitorConfig(
-            organization_id=who.org, deployment_id=deployment_id, thresholds={}, reference_rows=0
+            organization_id=who.org,
+            deployment_id=deployment_id,
+            thresholds={},
+            reference_rows=0,
+            reference_detail={},
         )
         session.add(row)
     row.updated_by = who.subject
@@ -229,22 +238,27 @@ async def set_reference(
     deployment_id: str,
     columns: dict[str, list[Any]],
     rows: int,
+    *,
+    source: str = "upload",
+    detail: dict[str, Any] | None = None,
 ) -> MonitorConfig:
     """Store the deployment's drift reference (columns of rows)."""
     row = await _stored_config(session, who, deployment_id)
     row.reference = columns
     row.reference_rows = rows
-    row.reference_source = "upload"
+    row.reference_source = source
+    row.reference_detail = detail or {}
     await session.flush()
     return row
 
 
 async def delete_reference(session: AsyncSession, who: Principal, deployment_id: str) -> None:
-    """Forget the uploaded reference (drift then compares with the version's example)."""
+    """Forget the reference (drift then compares with the version's input example)."""
     row = await ConfigRepository(session, who.org).of(deployment_id)
     if row is None or row.reference is None:
-        raise NotFound(f"Deployment {deployment_id!r} has no uploaded reference")
+        raise NotFound(f"Deployment {deployment_id!r} has no reference")
     row.reference, row.reference_rows, row.reference_source = None, 0, None
+    row.reference_detail = {}
     await session.flush()
 
 
@@ -256,6 +270,23 @@ async def set_thresholds(
     row.thresholds = {k: v for k, v in overrides.items() if v is not None}
     await session.flush()
     return row
+
+
+async def training_dataset_of(
+    session: AsyncSession, who: Principal, version_id: str
+) -> tuple[str, str]:
+    """(dataset id, dataset version id) a model version of the caller's organization was
+    trained on; 404 for an unknown version, 400 when its lineage names no dataset."""
+    version = await session.get(ModelVersion, version_id)
+    if version is None or version.organization_id != who.org:
+        raise NotFound(f"Model version {version_id!r} not found")
+    dataset = dataset_of(version.lineage)
+    if dataset is None:
+        raise Invalid(
+            "The version's lineage names no Synthex dataset version: upload a reference",
+            details=[{"field": "version_id", "message": "no dataset_id/dataset_version_id"}],
+        )
+    return dataset
 
 
 # -- drift --------------------------------------------------------------------------------
