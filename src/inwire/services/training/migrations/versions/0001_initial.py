@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 19:38:12.652201
+Create Date: 2026-11-26 23:05:55.217207
 """
 
 from collections.abc import Sequence
@@ -265,6 +265,54 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_run_tags")),
     )
     op.create_table(
+        "tuning_jobs",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=250), nullable=False),
+        sa.Column("experiment_id", sa.String(length=40), nullable=False),
+        sa.Column("run_id", sa.String(length=40), nullable=True),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("metric", sa.String(length=250), nullable=False),
+        sa.Column("direction", sa.String(length=10), nullable=False),
+        sa.Column("sampler", sa.String(length=20), nullable=False),
+        sa.Column("pruner", sa.String(length=30), nullable=False),
+        sa.Column("started_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("trials_complete", sa.Integer(), nullable=False),
+        sa.Column("trials_pruned", sa.Integer(), nullable=False),
+        sa.Column("trials_failed", sa.Integer(), nullable=False),
+        sa.Column("best_trial_number", sa.Integer(), nullable=True),
+        sa.Column("best_value", sa.Float(), nullable=True),
+        sa.Column("best_params", sa.JSON(), nullable=True),
+        sa.Column("best_run_id", sa.String(length=40), nullable=True),
+        sa.Column("importances", sa.JSON(), nullable=True),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        sa.Column("organization_id", sa.String(length=40), nullable=False),
+        sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.id"],
+            name=op.f("fk_tuning_jobs_experiment_id_experiments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_tuning_jobs_run_id_runs"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tuning_jobs")),
+    )
+    with op.batch_alter_table("tuning_jobs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tuning_jobs_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_tuning_jobs_experiment_id"), ["experiment_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_tuning_jobs_job_id"), ["job_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_tuning_jobs_organization_id"), ["organization_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_tuning_jobs_run_id"), ["run_id"], unique=False)
+
+    op.create_table(
         "run_model_outputs",
         sa.Column("run_id", sa.String(length=40), nullable=False),
         sa.Column("model_id", sa.String(length=40), nullable=False),
@@ -283,12 +331,61 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "model_id", name=op.f("pk_run_model_outputs")),
     )
+    op.create_table(
+        "tuning_journal",
+        sa.Column("tuning_job_id", sa.String(length=40), nullable=False),
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("entry", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tuning_job_id"],
+            ["tuning_jobs.id"],
+            name=op.f("fk_tuning_journal_tuning_job_id_tuning_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tuning_job_id", "seq", name=op.f("pk_tuning_journal")),
+    )
+    op.create_table(
+        "tuning_trials",
+        sa.Column("tuning_job_id", sa.String(length=40), nullable=False),
+        sa.Column("number", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("run_id", sa.String(length=40), nullable=True),
+        sa.Column("state", sa.String(length=10), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("last_step", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("started_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tuning_job_id"],
+            ["tuning_jobs.id"],
+            name=op.f("fk_tuning_trials_tuning_job_id_tuning_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tuning_job_id", "number", name=op.f("pk_tuning_trials")),
+    )
+    with op.batch_alter_table("tuning_trials", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tuning_trials_state"), ["state"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("tuning_trials", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tuning_trials_state"))
+
+    op.drop_table("tuning_trials")
+    op.drop_table("tuning_journal")
     op.drop_table("run_model_outputs")
+    with op.batch_alter_table("tuning_jobs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tuning_jobs_run_id"))
+        batch_op.drop_index(batch_op.f("ix_tuning_jobs_organization_id"))
+        batch_op.drop_index(batch_op.f("ix_tuning_jobs_job_id"))
+        batch_op.drop_index(batch_op.f("ix_tuning_jobs_experiment_id"))
+        batch_op.drop_index(batch_op.f("ix_tuning_jobs_created_at"))
+
+    op.drop_table("tuning_jobs")
     op.drop_table("run_tags")
     op.drop_table("run_params")
     with op.batch_alter_table("run_latest_metrics", schema=None) as batch_op:
