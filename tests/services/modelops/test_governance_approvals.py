@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -291,3 +292,17 @@ def test_mlflow_layer_explains_a_pending_approval() -> None:
     assert "RESOURCE_CONFLICT" in body
     assert "waits for approval" in body
     assert "apr_1" in body
+
+
+async def test_the_same_request_at_once_makes_one_approval(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    await models_with_versions(client, auth, 1)
+    await require_approval(client, auth)
+    answers = await asyncio.gather(
+        *(promote(client, auth, 1, role) for role in ("member", "admin"))
+    )
+    assert [r.status_code for r in answers] == [202, 202]
+    assert len({r.json()["data"]["id"] for r in answers}) == 1
+    r = await client.get("/api/v1/approvals", headers=auth("viewer"))
+    assert r.json()["meta"]["total"] == 1
