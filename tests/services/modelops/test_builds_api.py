@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import socket
+import sys
+import tarfile
 from importlib import metadata
+from pathlib import Path
 
 import httpx
+import pytest
 from builds_helpers import sklearn_version, tar_members, wait_build
-from modelops_helpers import Auth, upload_version
+from modelops_helpers import Auth, create_model, upload_version
+from serving_helpers import expected, rows, write_mlflow_sklearn
 
 from inwire.kit.testing.plugin import assert_error
-from inwire.services.modelops.builds.bundle import validate_dockerfile
+from inwire.services.modelops.builds.bundle import APP_DIR, CONTAINER_PORT, validate_dockerfile
 
 
 async def test_a_build_without_a_builder_makes_the_bundle_and_context_and_no_image(
@@ -150,3 +158,53 @@ async def test_idempotent_start_and_cancel(client: httpx.AsyncClient, auth: Auth
             assert_error(await client.get(f"/api/v1/builds/{build_id}/bundle", headers=auth()), 404)
     else:
         assert_error(r, 409)
+
+
+@pytest.mark.slow
+async def test_the_bundle_serves_with_its_own_entry_point(
+    client: httpx.AsyncClient, auth: Auth, tmp_path: Path
+) -> None:
+    """Unpack a build's bundle and run the manifest's entry point (the paths and port
+    moved from the container's to here): it answers predictions of the version."""
+    await create_model(client, auth, "iris")
+    folder = write_mlflow_sklearn(tmp_path / "src")
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    r = await upload_version(client, auth, "iris", files=files)
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/builds", json={"model": "iris", "version": 1}, headers=auth())
+    build = await wait_build(client, auth, r.json()["data"]["id"])
+    assert build["status"] == "succeeded", build
+    bundle = (await client.get(f"/api/v1/builds/{build['id']}/bundle", headers=auth())).content
+    root = tmp_path / "bundle"
+    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
+        tar.extractall(root, filter="data")
+    manifest = json.loads((root / "inwire-bundle.json").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        str(root) + a.removeprefix(APP_DIR) if a.startswith(APP_DIR) else a
+        for a in manifest["entry_point"]
+    ]
+    command = [sys.executable if a == "python" else a for a in command]
+    command[command.index("0.0.0.0")] = "127.0.0.1"
+    command[command.index(str(CONTAINER_PORT))] = str(port)
+    process = await asyncio.create_subprocess_exec(*command)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as server:
+            for _ in range(300):
+                try:
+                    if (await server.get("/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            records = rows(6, start=60)
+            r = await server.post("/predict", json={"inputs": records})
+            assert r.status_code == 200, r.text
+            assert r.json()["predictions"] == expected(records)
+            bad = await server.post("/predict", json={"inputs": [{"sepal_length": "x"}]})
+            assert bad.status_code == 400
+    finally:
+        process.terminate()
+        await process.wait()
