@@ -41,13 +41,21 @@ class MountedService:
     app: FastAPI
 
 
+#: Settings naming where a peer (or the service itself) is reached, and its prefix here.
+_PEER_URLS = {"synthex_url": "/synthex", "tracking_url": "/training"}
+
+
 def _settings(spec: ServiceSpec, base_url: str, has_core: bool) -> ServiceSettings:
     settings = spec.settings()
+    overrides: dict[str, str] = {}
     # Core's keys are on this process's port under /core, not on Core's own port, unless
-    # the environment says where they are.
+    # the environment says where they are. So are the peers a service's jobs call.
     if has_core and "jwks_url" not in settings.model_fields_set:
-        settings = spec.settings(jwks_url=f"{base_url}/core/.well-known/jwks.json")
-    return settings
+        overrides["jwks_url"] = f"{base_url}/core/.well-known/jwks.json"
+    for name, prefix in _PEER_URLS.items():
+        if name in type(settings).model_fields and name not in settings.model_fields_set:
+            overrides[name] = f"{base_url}{prefix}"
+    return spec.settings(**overrides) if overrides else settings
 
 
 def mount_services(services: Sequence[ServiceSpec], *, base_url: str) -> list[MountedService]:

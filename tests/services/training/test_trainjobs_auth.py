@@ -119,3 +119,20 @@ async def test_submissions_refused_before_a_job_starts(
     r = await client.get("/api/v1/training-jobs", headers=auth("viewer"))
     assert (r.status_code, r.json()["data"], r.json()["meta"]["total"]) == (200, [], 0)
     assert_error(await client.get("/api/v1/training-jobs"), 401)
+
+
+def test_one_process_mode_points_training_jobs_at_the_shared_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inwire.allinone.composition import _settings
+    from inwire.services.registry import SERVICES
+
+    training = next(s for s in SERVICES if s.name == "training")
+    base = "http://127.0.0.1:8080"
+    settings = _settings(training, base, has_core=True)
+    assert isinstance(settings, TrainingSettings)
+    assert (settings.synthex_url, settings.tracking_url) == (f"{base}/synthex", f"{base}/training")
+    monkeypatch.setenv("INWIRE_TRAINING_SYNTHEX_URL", "http://synthex:18090")
+    settings = _settings(training, base, has_core=True)
+    assert isinstance(settings, TrainingSettings)
+    assert settings.synthex_url == "http://synthex:18090"
