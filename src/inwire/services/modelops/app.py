@@ -62,10 +62,12 @@ def create_app(
         bus = open_event_bus(settings.events_url)
         relay = OutboxRelay(app.state.db, bus, OUTBOX)
         relay.start()
+        serving = await _start_serving(app, settings)
         try:
             async with run_jobs(app, policy=job_policy):
                 yield
         finally:
+            await _stop_serving(app, serving)
             await relay.stop()
             await bus.close()
             if not shared:
@@ -87,6 +89,38 @@ def create_app(
     app.state.jobs = JobService(JOB_TABLES, job_registry())
     app.state.peers = peers
     return app
+
+
+async def _start_serving(app: FastAPI, settings: ModelOpsSettings) -> list[Any]:
+    """The prediction recorder (``app.state.monitor``) and the deployments controller
+    (``app.state.deployments``), which restores what was serving; what to stop after."""
+    from inwire.services.modelops.deployments import actions
+    from inwire.services.modelops.deployments.controller import DeploymentController
+    from inwire.services.modelops.monitoring.recorder import recorder_from_settings
+    from inwire.services.modelops.serving.runtime import LocalRuntime
+
+    monitor = recorder_from_settings(app.state.db, settings)
+    await monitor.start()
+    app.state.monitor = monitor
+    workdir = Path(settings.deployment_workdir or settings.home / "modelops" / "serving")
+    runtime = LocalRuntime(
+        workdir,
+        max_batch=settings.deployment_max_batch,
+        batch_wait_ms=settings.deployment_batch_wait_ms,
+    )
+    controller = DeploymentController(
+        app.state.db, app.state.storage, settings, runtime, workdir=workdir, monitor=monitor
+    )
+    app.state.deployments = controller
+    actions.configure(actions.Context(settings, controller))
+    await controller.start()
+    return [controller, monitor]
+
+
+async def _stop_serving(app: FastAPI, serving: list[Any]) -> None:
+    for part in serving:
+        await part.close()
+    app.state.deployments = None
 
 
 def _concept_router(name: str) -> ModuleType | None:

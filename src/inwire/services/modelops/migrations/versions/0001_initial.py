@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 23:06:06.422367
+Create Date: 2026-11-26 23:09:40.284259
 """
 
 from collections.abc import Sequence

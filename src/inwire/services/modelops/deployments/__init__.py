@@ -1,0 +1,1 @@
+"""Deployments: model versions served by rollout strategies on local or Kubernetes targets."""
