@@ -200,3 +200,13 @@ def test_requirements_are_pinned_to_the_installed_versions() -> None:
     assert xgb.lines[-1] == f"inwire=={metadata.version('inwire')}"
     unknown = requirements_for(None, None)
     assert [line.split("==")[0] for line in unknown.lines] == ["numpy", "pandas", "inwire"]
+
+
+def test_the_server_requirement_can_be_given() -> None:
+    wheel = "inwire @ https://wheels.example.com/inwire-0.1.0-py3-none-any.whl"
+    reqs = requirements_for("sklearn", "scikit-learn==1.5.2\n", server=wheel)
+    assert reqs.lines[-1] == wheel
+    assert not any(line.startswith("inwire==") for line in reqs.lines)
+    own = requirements_for("sklearn", "inwire==0.0.9\n", server=wheel)
+    assert own.lines[0] == "inwire==0.0.9"
+    assert wheel not in own.lines

@@ -70,6 +70,11 @@ class ModelOpsSettings(ServiceSettings):
     build_image_repository: str = ""
     #: The base image of the generated Dockerfile.
     build_base_image: str = "python:3.11-slim"
+    #: How a bundle's requirements name Inwire (the model server), for images built
+    #: where this version is not on the package index: a requirement line such as
+    #: ``inwire @ https://wheels.example.com/inwire-0.1.0-py3-none-any.whl``. Empty:
+    #: ``inwire==<the installed version>``.
+    build_inwire_requirement: str = ""
     #: Synthex's API, read for a version's training data (the drift reference) on behalf
     #: of the user who asks.
     synthex_url: str = "http://127.0.0.1:18090"

@@ -100,11 +100,17 @@ def pin(lines: Iterable[str]) -> tuple[list[str], list[str]]:
 
 
 def requirements_for(
-    flavor: str | None, version_requirements: str | None, *, source: str = "version"
+    flavor: str | None,
+    version_requirements: str | None,
+    *,
+    source: str = "version",
+    server: str = "",
 ) -> Requirements:
     """The bundle's requirements: the version's own ``requirements.txt`` (pinned where it
     is not), else the flavor's packages at the versions installed here; plus what the
-    model server needs (numpy, pandas and Inwire itself)."""
+    model server needs (numpy, pandas and Inwire itself: ``server`` when given, a
+    requirement line such as ``inwire @ https://…/inwire-0.1.0-py3-none-any.whl``, else
+    ``inwire==<the version installed here>``)."""
     notes: list[str] = []
     if version_requirements is not None:
         lines, notes = pin(version_requirements.splitlines())
@@ -122,12 +128,18 @@ def requirements_for(
             notes.append(f"no packages known for flavor {flavor!r}: only the server's")
     matches = (_NAME.match(line) for line in lines if not line.startswith("-"))
     have = {_normal(m.group(1)) for m in matches if m}
-    for alternatives in (*COMMON_PACKAGES, ("inwire",)):
+    for alternatives in COMMON_PACKAGES:
         if any(_normal(a) in have for a in alternatives):
             continue
         found = installed(alternatives)
         if found is not None:
             lines.append(f"{found[0]}=={found[1]}")
+    if "inwire" not in have:
+        found = installed(["inwire"])
+        if server:
+            lines.append(server)
+        elif found is not None:
+            lines.append(f"inwire=={found[1]}")
     return Requirements(lines=lines, source=source, notes=notes)
 
 

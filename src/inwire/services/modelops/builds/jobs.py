@@ -118,7 +118,7 @@ async def _build(
         None,
     )
     text = requirement_file.read_text(errors="replace") if requirement_file else None
-    reqs = bundle.requirements_for(version.flavor, text)
+    reqs = bundle.requirements_for(version.flavor, text, server=settings.build_inwire_requirement)
     origin = "the version" if text is not None else f"the flavor {version.flavor!r}"
     ctx.log(f"requirements from {origin}: " + ", ".join(reqs.lines))
     for note in reqs.notes:
