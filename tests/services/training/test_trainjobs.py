@@ -305,6 +305,16 @@ for step in range(3):
     print("step", step, flush=True)
 if params.get("fail"):
     raise SystemExit("boom: the data is wrong")
+if "INWIRE_DATASET_PATH" in os.environ:
+    import polars
+    print("rows", polars.read_parquet(os.environ["INWIRE_DATASET_PATH"]).height)
+import inwire  # the SDK, pointed at Model Training with the run token from INWIRE_TOKEN
+
+client = inwire.Client(services={"training": os.environ["INWIRE_TRAINING_URL"]})
+with inwire.start_run(
+    client=client, experiment_id=os.environ["INWIRE_EXPERIMENT_ID"], run_name="from-sdk"
+):
+    inwire.log_metric("sdk_metric", 1.5)
 """
 
 
@@ -331,7 +341,8 @@ async def test_script_jobs_run_a_file_or_a_package_and_fail_with_the_scripts_err
                 headers=auth("member"),
             )
 
-        r = await submit("train.py", SCRIPT)
+        dataset = await _dataset(synthex, auth("member"))
+        r = await submit("train.py", SCRIPT, dataset={"id": dataset})
         assert r.status_code == 202, r.text
         job = await _wait(client, auth, r.json()["data"]["id"])
         logs = await client.get(f"/api/v1/training-jobs/{job['id']}/logs", headers=auth())
@@ -339,12 +350,16 @@ async def test_script_jobs_run_a_file_or_a_package_and_fail_with_the_scripts_err
         assert job["status"] == "succeeded", text
         assert "training with 0.5 and ['--alpha', '0.5']" in text
         assert "step 2" in text
+        assert "rows 150" in text
         run_id = job["run_id"]
         run = (await client.get(f"/api/v1/runs/{run_id}", headers=auth())).json()["data"]
         assert run["status"] == "finished"
         assert run["source"]["entry_point"] == "train.py"
         r = await client.get(f"/api/v1/runs/{run_id}/metrics/history?key=loss", headers=auth())
         assert [p["step"] for p in r.json()["data"]["points"]] == [0, 1, 2]
+        r = await client.get(f"/api/v1/runs?experiment_id={experiment}", headers=auth())
+        sdk_run = next(x for x in r.json()["data"] if x["name"] == "from-sdk")
+        assert sdk_run["created_by"] == identity("member", "a").user_id
 
         # A package with an entry point; the script fails: job failed, run failed.
         package = io.BytesIO()

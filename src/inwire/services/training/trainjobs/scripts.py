@@ -10,7 +10,9 @@ What it gets:
 - ``INWIRE_TRAINING_URL`` and ``INWIRE_TOKEN``: Model Training's URL and a *run token*
   acting as the submitter in Model Training only, until the job's timeout
   (``Authorization: Bearer $INWIRE_TOKEN`` on ``/api/v1/runs/$INWIRE_RUN_ID/...``);
-- ``INWIRE_DATASET_ID`` / ``INWIRE_DATASET_VERSION_ID`` when the job names a dataset;
+- ``INWIRE_DATASET_ID`` / ``INWIRE_DATASET_VERSION_ID`` when the job names a dataset, and
+  ``INWIRE_DATASET_PATH``: that version's Parquet, downloaded by the worker as the
+  submitter (the run token does not reach Synthex);
 - ``INWIRE_MODEL_DIR``: an MLflow model saved there (``mlflow.sklearn.save_model`` …) is
   logged under the run's ``model/`` when the script succeeds.
 
@@ -240,7 +242,17 @@ def _environment(job: JobRun, folder: Path, model_dir: Path, timeout: float) -> 
     if dataset:
         env["INWIRE_DATASET_ID"] = dataset["dataset_id"]
         env["INWIRE_DATASET_VERSION_ID"] = dataset["dataset_version_id"]
+        env["INWIRE_DATASET_PATH"] = str(folder.parent / "dataset.parquet")
     return env
+
+
+async def _download_dataset(job: JobRun, target: Path) -> None:
+    from inwire.services.training.trainjobs.data import DelegatedSynthexClient
+
+    dataset = job.input["dataset"]
+    async with DelegatedSynthexClient(job.settings, job.who.org, job.submitter) as synthex:
+        await synthex.download_version(dataset["dataset_id"], target, dataset["dataset_version_id"])
+    job.ctx.log(f"downloaded dataset {dataset['dataset_id']} version {dataset['dataset_version']}")
 
 
 async def _pump(stream: asyncio.StreamReader, job: JobRun, level: str, last: list[str]) -> None:
@@ -290,6 +302,8 @@ async def run_script(job: JobRun) -> dict[str, Any]:
                 target = ["-u", "-m", entry.removeprefix("module:")]
             else:
                 target = ["-u", str(folder / entry)]
+        if job.input.get("dataset"):
+            await _download_dataset(job, scratch / "dataset.parquet")
         await job.log_params(dict(script["parameters"]))
         command = [sys.executable, *target, *_arguments(script["parameters"])]
         ctx.log(f"running {script['entry_point'] or script['filename']}")
