@@ -440,3 +440,28 @@ async def test_worker_killed_mid_job_fails_the_job_and_leaves_no_complete_model(
     assert r.json()["data"]["status"] == "failed"
     r = await client.get(f"/api/v1/runs/{run_id}/artifacts?path=model", headers=auth())
     assert "model/MLmodel" not in {f["path"] for f in r.json().get("data", [])}
+
+
+async def test_cancelling_a_running_job_kills_its_run(
+    client: httpx.AsyncClient, auth: Auth, synthex: str
+) -> None:
+    dataset = await _dataset(synthex, auth("member"))
+    experiment = await _experiment(client, auth)
+    body = _builtin(experiment, dataset, params={"n_estimators": 100000, "max_depth": 2})
+    r = await client.post("/api/v1/training-jobs", json=body, headers=auth("member"))
+    job_id, run_id = r.json()["data"]["id"], r.json()["data"]["run_id"]
+    deadline = time.monotonic() + 90
+    while True:  # until boosting rounds are being logged
+        r = await client.get(f"/api/v1/runs/{run_id}", headers=auth())
+        if r.json()["data"]["metrics"]:
+            break
+        assert time.monotonic() < deadline, r.text
+        await asyncio.sleep(0.05)
+    r = await client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=auth("member"))
+    assert r.status_code == 200, r.text
+    job = await _wait(client, auth, job_id)
+    assert job["status"] == "cancelled"
+    r = await client.get(f"/api/v1/runs/{run_id}", headers=auth())
+    assert r.json()["data"]["status"] == "killed"
+    r = await client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=auth("member"))
+    assert r.json()["data"]["status"] == "cancelled"
