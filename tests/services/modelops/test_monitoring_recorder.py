@@ -148,3 +148,27 @@ async def test_windows_past_their_retention_are_pruned(app: FastAPI) -> None:
     assert await recorder.prune() == 1
     assert [w.requests for w in await _windows(app)] == [1]
     assert await PredictionRecorder(app.state.db).prune() == 0  # no retention: kept
+
+
+def test_the_reservoir_keeps_a_uniform_sample_across_batches() -> None:
+    rng = random.Random(11)
+    hits = np.zeros(10)
+    for _ in range(1000):
+        reservoir = Reservoir(20, rng)
+        offered = 0
+        while offered < 1000:
+            size = rng.choice([1, 3, 17, 64])
+            reservoir.offer(list(range(offered, min(1000, offered + size))))
+            offered = min(1000, offered + size)
+        assert reservoir.seen == 1000
+        assert len(reservoir.items) == 20
+        assert len(set(reservoir.items)) == 20
+        for item in reservoir.items:
+            hits[item // 100] += 1
+    # each tenth of the stream holds a tenth of the 20 000 picks (2000 +- ~4 sd)
+    assert hits.min() > 1800
+    assert hits.max() < 2200
+    small = Reservoir(5, rng)
+    small.offer([1, 2])
+    small.offer([])
+    assert (small.items, small.seen) == ([1, 2], 2)

@@ -87,6 +87,8 @@ class PredictionRecorder:
         self.thresholds = thresholds or Thresholds()
         self.retention_days = retention_days or None
         self._last_prune = 0.0
+        self._minute = window_start(datetime.now(UTC))
+        self._minute_end = 0.0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._windows: dict[WindowKey, WindowState] = {}
@@ -107,7 +109,11 @@ class PredictionRecorder:
         error: bool,
     ) -> None:
         """Count one request that ``version_id`` answered (or failed) in ``latency_s``."""
-        key = (org_id, deployment_id, version_id, window_start(datetime.now(UTC)))
+        now = time.time()
+        if now >= self._minute_end:
+            start = window_start(datetime.fromtimestamp(now, UTC))
+            self._minute, self._minute_end = start, start.timestamp() + 60
+        key = (org_id, deployment_id, version_id, self._minute)
         numbers, classes = split_predictions(outputs or []) if not error else ([], {})
         with self._lock:
             state = self._windows.get(key)

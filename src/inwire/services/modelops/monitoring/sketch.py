@@ -88,26 +88,52 @@ def merge_samples(
 
 
 class Reservoir:
-    """Algorithm R: a uniform sample of at most ``size`` of the items offered."""
+    """A uniform sample of at most ``size`` of the items offered (Li's algorithm L: once
+    full, the index of the next item to keep is drawn ahead, so the items in between cost
+    nothing but a count)."""
 
-    __slots__ = ("items", "rng", "seen", "size")
+    __slots__ = ("_next", "_w", "items", "rng", "seen", "size")
 
     def __init__(self, size: int, rng: random.Random) -> None:
         self.size = size
         self.rng = rng
         self.items: list[Any] = []
         self.seen = 0
+        self._w = 1.0
+        self._next = 0
 
-    def offer(self, values: Iterable[Any]) -> None:
+    def _advance(self) -> None:
+        """Draw the (0-based) index of the next item to keep."""
+        rng = self.rng
+        self._w *= math.exp(math.log(rng.random() or 1e-300) / self.size)
+        gap = math.log(rng.random() or 1e-300) / math.log1p(-self._w) if self._w < 1 else 0.0
+        self._next += int(gap) + 1
+
+    def offer(self, values: Sequence[Any]) -> None:
         """Offer every item of ``values``."""
-        for value in values:
-            self.seen += 1
-            if len(self.items) < self.size:
-                self.items.append(value)
-            else:
-                slot = self.rng.randrange(self.seen)
-                if slot < self.size:
-                    self.items[slot] = value
+        n = len(values)
+        if n == 0 or self.size <= 0:
+            self.seen += n
+            return
+        start = self.seen
+        index = 0
+        room = self.size - len(self.items)
+        if room > 0:
+            taken = values[:room]
+            self.items.extend(taken)
+            index = len(taken)
+            if len(self.items) == self.size:
+                self._next = start + index - 1
+                self._advance()
+        while True:
+            position = self._next - start  # where in ``values`` the next kept item is
+            if len(self.items) < self.size or position >= n:
+                break
+            if position >= index:
+                self.items[self.rng.randrange(self.size)] = values[position]
+                index = position + 1
+            self._advance()
+        self.seen += n
 
 
 def split_predictions(outputs: Iterable[Any]) -> tuple[list[float], dict[str, int]]:
@@ -118,8 +144,18 @@ def split_predictions(outputs: Iterable[Any]) -> tuple[list[float], dict[str, in
     probabilities) counts as its arg-max class; a dict by its first value; None is skipped.
     """
     numbers: list[float] = []
-    classes: dict[str, int] = {}
+    ints: dict[int, int] = {}
+    others: dict[str, int] = {}
     for value in outputs:
+        kind = type(value)
+        if kind is float:
+            if math.isfinite(value):
+                numbers.append(value)
+            continue
+        if kind is int:
+            numbers.append(float(value))
+            ints[value] = ints.get(value, 0) + 1
+            continue
         if isinstance(value, dict):
             value = next(iter(value.values()), None)
         if isinstance(value, list | tuple):
@@ -129,12 +165,15 @@ def split_predictions(outputs: Iterable[Any]) -> tuple[list[float], dict[str, in
                 value = value[0] if len(value) == 1 else None
         if value is None:
             continue
-        if isinstance(value, (bool, str)):
+        if isinstance(value, bool | str):
             key = str(value)
-            classes[key] = classes.get(key, 0) + 1
-        elif isinstance(value, int):
+            others[key] = others.get(key, 0) + 1
+        elif isinstance(value, int | np.integer):
             numbers.append(float(value))
-            classes[str(value)] = classes.get(str(value), 0) + 1
-        elif isinstance(value, float) and math.isfinite(value):
-            numbers.append(value)
+            ints[int(value)] = ints.get(int(value), 0) + 1
+        elif isinstance(value, float | np.floating) and math.isfinite(value):
+            numbers.append(float(value))
+    classes = {str(k): c for k, c in ints.items()}
+    for key, count in others.items():
+        classes[key] = classes.get(key, 0) + count
     return numbers, classes
