@@ -18,6 +18,16 @@ from inwire.services.modelops.serving.runtime import LocalRuntime, Replica, Repl
 pytestmark = pytest.mark.slow
 
 
+async def replaced(rt: LocalRuntime, dead: Replica) -> Replica:
+    """The ready replica that replaced ``dead`` (waits up to 60 s)."""
+    for _ in range(600):
+        live = [r for r in rt.replicas(dead.deployment_id) if r.replaces == dead.id]
+        if live and live[0].state == "ready":
+            return live[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"replica {dead.id} was not replaced")
+
+
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[tuple[LocalRuntime, list[tuple[str, str]]]]:
     events: list[tuple[str, str]] = []
@@ -26,6 +36,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[tuple[LocalRuntime, list[tupl
         max_batch=32,
         batch_wait_ms=2.0,
         on_event=lambda event, replica: events.append((event, replica.id)),
+        probe_interval=1.0,
     )
     await rt.start()
     try:
@@ -75,14 +86,7 @@ async def test_killed_replica_is_replaced(
     model_dir = write_mlflow_sklearn(tmp_path / "model")
     first = await rt.start_replica("dep_1", "ver_1", model_dir, SIGNATURE)
     os.kill(first.pid, signal.SIGKILL)
-    replacement: Replica | None = None
-    for _ in range(600):
-        live = rt.replicas("dep_1")
-        if live and live[0].id != first.id and live[0].state == "ready":
-            replacement = live[0]
-            break
-        await asyncio.sleep(0.1)
-    assert replacement is not None, "the killed replica was not replaced"
+    replacement = await replaced(rt, first)
     assert first.state == "failed"
     assert replacement.pid != first.pid
     assert replacement.replaces == first.id
@@ -95,6 +99,20 @@ async def test_killed_replica_is_replaced(
     await rt.stop_deployment("dep_1")
     assert rt.replicas() == []
     assert replacement.state == "stopped"
+
+
+async def test_a_hung_replica_is_killed_and_replaced(
+    runtime: tuple[LocalRuntime, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    rt, _ = runtime
+    first = await rt.start_replica("dep_1", "ver_1", write_mlflow_sklearn(tmp_path / "m"), None)
+    os.kill(first.pid, signal.SIGSTOP)  # alive, but answers nothing
+    replacement = await replaced(rt, first)
+    assert replacement.pid != first.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(first.pid, 0)
+    async with httpx.AsyncClient(base_url=replacement.url, timeout=30) as client:
+        assert (await client.get("/ready")).status_code == 200
 
 
 async def test_a_model_that_cannot_load_fails_with_its_log(

@@ -38,9 +38,8 @@ log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
 #: Longest wait between two attempts at replacing a dead replica.
 MAX_REPLACE_DELAY = 30.0
-#: Seconds between two health probes of every replica, and a probe's timeout.
+#: Seconds between two health probes of every replica (also a probe's timeout).
 PROBE_INTERVAL = 5.0
-PROBE_TIMEOUT = 5.0
 #: Failed probes in a row after which a replica counts as hung and is killed.
 UNRESPONSIVE_PROBES = 3
 
@@ -123,8 +122,11 @@ class LocalRuntime:
         max_batch: int = 64,
         batch_wait_ms: float = 2.0,
         on_event: Callable[[str, Replica], None] | None = None,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.workdir = Path(workdir)
+        #: Seconds between health probes (each waits as long, at least 2 s, for its answer).
+        self.probe_interval = probe_interval
         self.host = host
         self.max_batch = max_batch
         self.batch_wait_ms = batch_wait_ms
@@ -350,9 +352,9 @@ class LocalRuntime:
         """Kill replicas whose ``/health`` no longer answers (a hung process); their
         watcher then replaces them."""
         misses: dict[str, int] = {}
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
+        async with httpx.AsyncClient(timeout=max(2.0, self.probe_interval)) as client:
             while True:
-                await asyncio.sleep(PROBE_INTERVAL)
+                await asyncio.sleep(self.probe_interval)
                 live = list(self._procs.values())
                 answers = await asyncio.gather(
                     *(client.get(f"{p.replica.url}/health") for p in live),
