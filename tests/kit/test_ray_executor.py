@@ -306,3 +306,25 @@ async def test_shutdown_stops_the_ray_task_and_requeues_its_job(
     assert job["attempts"] == 0
     assert (await log_lines(client, auth(), job_id))[-1] == "interrupted by shutdown; requeued"
     await wait_gone(pid)
+
+
+@pytest.mark.slow
+async def test_ray_client_url_runs_jobs_the_same_way(
+    inwire_settings: dict[str, Any], ray_cluster: RayCluster, auth: Auth, tmp_path: Path
+) -> None:
+    """``ray://`` goes through Ray Client (only where Ray's client extra is installed)."""
+    if ray_cluster.client_address is None:
+        pytest.skip("Ray Client needs Ray's client extra (grpcio): pip install 'ray[client]'")
+    url = f"ray://{ray_cluster.client_address}"
+    app = build_app({**inwire_settings, "jobs_url": url}, run_executor=True, policy=RAY_POLICY)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            release = tmp_path / "release"
+            job_id = await start(client, auth, "test.report", {"steps": 2, "release": str(release)})
+            await wait_log(client, auth(), job_id, "step 2 of 2")
+            release.touch()
+            done = await wait_job(client, auth(), job_id, lambda j: j["status"] == "succeeded")
+            assert done["result"] == {"steps": 2, "attempt": 1, "jobs_url": url}
+            lost = await killed_worker_scenario(client, auth)
+            assert "Ray task failed" in lost, lost
