@@ -156,3 +156,27 @@ def test_regression_needs_a_numeric_target(iris: pl.DataFrame) -> None:
     spec = TrainerSpec(framework="xgboost", task="regression", target="species")
     with pytest.raises(InvalidSpec, match="numeric"):
         trainers.fit(spec, iris)
+
+
+def test_expected_steps_match_the_reports(diabetes: pl.DataFrame) -> None:
+    for framework, estimator, params in [
+        ("sklearn", "random_forest", {"n_estimators": 7}),
+        ("sklearn", "mlp", {"max_iter": 3}),
+        ("sklearn", "ridge", {}),
+        ("lightgbm", None, {"n_estimators": 6}),
+    ]:
+        spec = TrainerSpec(
+            framework=framework,
+            task="regression",
+            estimator=estimator,
+            target="target",
+            params=params,
+        )
+        steps: list[int] = []
+
+        def report(step: int, _: dict[str, float], steps: list[int] = steps) -> bool:
+            steps.append(step)
+            return False
+
+        trainers.fit(spec, diabetes, report=report)
+        assert trainers.expected_steps(spec) == len(steps), (framework, estimator, steps)

@@ -268,7 +268,6 @@ async def _builtin(job: JobRun) -> dict[str, Any]:
             **spec.params,
         }
     )
-    total = spec.params.get("n_estimators") or spec.params.get("max_iter")
     ctx.log(f"training {spec.framework} {spec.task} on {frame.height:,} rows")
     ctx.progress(0.1, "training")
     async with job.flushing():
@@ -277,7 +276,7 @@ async def _builtin(job: JobRun) -> dict[str, Any]:
                 trainers.fit,
                 spec,
                 frame,
-                report=_reporter(job, int(total) if isinstance(total, int) else None),
+                report=_reporter(job, trainers.expected_steps(spec)),
             )
         except trainers.InvalidSpec as exc:
             raise JobFailed(f"{exc.field}: {exc.message}") from exc

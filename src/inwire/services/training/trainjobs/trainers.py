@@ -142,6 +142,28 @@ class TrainResult:
     steps: int = 1
 
 
+def _stages(total: int) -> list[int]:
+    """The ensemble sizes a warm-started estimator reports at (at most ``_SLICES``)."""
+    return sorted({max(1, round(total * (i + 1) / _SLICES)) for i in range(_SLICES)})
+
+
+def expected_steps(spec: TrainerSpec, params: dict[str, Any] | None = None) -> int | None:
+    """How many times ``fit`` will call ``report`` (None when unknown): for progress bars."""
+    merged = {**spec.params, **(params or {})}
+    if spec.framework != "sklearn":
+        rounds = merged.get("n_estimators", 100)
+        return rounds if isinstance(rounds, int) else None
+    name = spec.estimator or "random_forest"
+    if name in _STAGED:
+        param, default = _STAGED[name]
+        total = merged.get(param, default)
+        return len(_stages(total)) if isinstance(total, int) else None
+    if name == "mlp":
+        epochs = merged.get("max_iter", 200)
+        return epochs if isinstance(epochs, int) else None
+    return 1
+
+
 def validate(spec: TrainerSpec, columns: dict[str, str]) -> None:
     """Check ``spec`` against a table's columns (name to type name) before any data is read.
 
@@ -490,7 +512,7 @@ def _fit_sklearn(
     if name == "hist_gradient_boosting":
         model.set_params(early_stopping=False)
     model.set_params(warm_start=True)
-    sizes = sorted({max(1, round(total * (i + 1) / _SLICES)) for i in range(_SLICES)})
+    sizes = _stages(total)
     for step, size in enumerate(sizes):
         model.set_params(**{param: size})
         model.fit(x, y)
