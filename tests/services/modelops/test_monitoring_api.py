@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 import polars as pl
+import pytest
 from fastapi import FastAPI
 from modelops_helpers import Auth, create_model, upload_version
 from monitoring_helpers import make_deployment, record
@@ -18,6 +19,8 @@ from sqlalchemy import select
 from inwire.kit.testing.identities import ORGS
 from inwire.kit.testing.plugin import assert_error
 from inwire.services.modelops.db import OUTBOX
+from inwire.services.modelops.monitoring import service as monitoring_service
+from inwire.services.modelops.monitoring.models import MonitoringWindow
 from inwire.services.modelops.monitoring.recorder import PredictionRecorder
 
 
@@ -254,3 +257,38 @@ async def test_without_an_upload_the_versions_input_example_is_the_reference(
     assert report["thresholds"]["reference_source"] == "input_example"
     assert report["reference_rows"] == 60
     assert {f["feature"]: f["drifted"] for f in report["features"]}["age"] is True
+
+
+async def test_long_periods_read_a_weighted_draw_of_the_windows_samples(
+    client: httpx.AsyncClient, auth: Auth, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(monitoring_service, "SAMPLE_WINDOWS", 4)
+    monkeypatch.setattr(monitoring_service, "DRIFT_WINDOWS", 3)
+    dep = await make_deployment(app)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    async with app.state.db.session() as session:
+        for i in range(12):
+            session.add(
+                MonitoringWindow(
+                    organization_id=ORGS["a"],
+                    deployment_id=dep,
+                    version_id="ver_a",
+                    window_start=start + timedelta(minutes=i),
+                    requests=10,
+                    rows=50,
+                    prediction_sample=[0.5 + i] * 5,
+                    prediction_seen=50,
+                    input_sample=[{"age": 40.0 + i}] * 5,
+                    input_seen=50,
+                )
+            )
+    r = await client.get(_url(dep), headers=auth())
+    data = r.json()["data"]
+    assert data["requests"] == 120
+    histogram = data["predictions"]["histogram"]
+    assert sum(histogram["counts"]) == 600  # 4 draws, each standing for 600 / 4
+    assert data["predictions"]["kind"] == "numbers"
+    await client.put(_url(dep, "/thresholds"), json={"min_rows": 2}, headers=auth())
+    r = await client.post(_url(dep, "/drift"), json={}, headers=auth())
+    (report,) = r.json()["data"]
+    assert 0 < report["rows"] <= 15  # three windows' samples at most

@@ -18,6 +18,7 @@ from inwire.services.modelops.monitoring.sketch import (
     latency_bucket,
     merge_samples,
     percentiles,
+    pick,
     split_predictions,
 )
 
@@ -26,7 +27,10 @@ async def _windows(app: FastAPI) -> list[MonitoringWindow]:
     async with app.state.db.session(write=False) as session:
         rows = await session.execute(
             select(MonitoringWindow)
-            .options(undefer(MonitoringWindow.input_sample))
+            .options(
+                undefer(MonitoringWindow.input_sample),
+                undefer(MonitoringWindow.prediction_sample),
+            )
             .order_by(MonitoringWindow.id)
         )
         return list(rows.scalars())
@@ -172,3 +176,14 @@ def test_the_reservoir_keeps_a_uniform_sample_across_batches() -> None:
     small.offer([1, 2])
     small.offer([])
     assert (small.items, small.seen) == ([1, 2], 2)
+
+
+def test_pick_reads_all_windows_or_a_weighted_draw() -> None:
+    rng = random.Random(4)
+    assert pick([3, 0, 5], 10, rng) == {0: 3.0, 2: 5.0}
+    assert pick([0, 0], 10, rng) == {}
+    weights = [1] * 900 + [100] * 100  # the last tenth holds ~92 % of the population
+    drawn = pick(weights, 200, rng)
+    assert sum(drawn.values()) == pytest.approx(sum(weights))
+    heavy = sum(v for i, v in drawn.items() if i >= 900)
+    assert 0.85 < heavy / sum(weights) < 0.98

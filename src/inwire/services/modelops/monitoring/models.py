@@ -41,7 +41,7 @@ class MonitoringWindow(ModelOpsBase, TenantMixin):
     #: ``{class: count}`` of categorical predictions (strings, booleans, integers).
     prediction_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     #: A uniform sample of the numeric predictions and how many it was drawn from.
-    prediction_sample: Mapped[list[float]] = mapped_column(JSON, default=list)
+    prediction_sample: Mapped[list[float]] = mapped_column(JSON, default=list, deferred=True)
     prediction_seen: Mapped[int] = mapped_column(Integer, default=0)
     #: A uniform sample of the input rows and how many it was drawn from.
     input_sample: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, deferred=True)

@@ -247,7 +247,10 @@ class PredictionRecorder:
                     MonitoringWindow.version_id == version_id,
                     MonitoringWindow.window_start == start,
                 )
-                .options(undefer(MonitoringWindow.input_sample))
+                .options(
+                    undefer(MonitoringWindow.input_sample),
+                    undefer(MonitoringWindow.prediction_sample),
+                )
                 .with_for_update()
             )
         ).scalar_one_or_none()

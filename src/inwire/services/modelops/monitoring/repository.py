@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import undefer
 
 from inwire.kit.db import RepositoryBase
 from inwire.services.modelops.db import ModelOpsBase
@@ -31,11 +31,9 @@ class WindowRepository(RepositoryBase[MonitoringWindow]):
         since: datetime,
         until: datetime,
         version_id: str | None = None,
-        *,
-        with_inputs: bool = False,
     ) -> Sequence[MonitoringWindow]:
-        """The deployment's windows starting in ``[since, until)``, oldest first (their
-        input samples loaded only ``with_inputs``)."""
+        """The deployment's windows starting in ``[since, until)``, oldest first (without
+        their samples: ``samples`` reads those of the windows picked)."""
         stmt = self.select(
             MonitoringWindow.deployment_id == deployment_id,
             MonitoringWindow.window_start >= since,
@@ -43,13 +41,23 @@ class WindowRepository(RepositoryBase[MonitoringWindow]):
         )
         if version_id is not None:
             stmt = stmt.where(MonitoringWindow.version_id == version_id)
-        if with_inputs:
-            stmt = stmt.options(undefer(MonitoringWindow.input_sample))
         rows = await self.session.execute(
             stmt.order_by(MonitoringWindow.window_start, MonitoringWindow.version_id)
         )
         windows: Sequence[MonitoringWindow] = rows.scalars().all()
         return windows
+
+    async def samples(self, ids: Collection[int], column: Any) -> dict[int, list[Any]]:
+        """Window id -> its sample in ``column`` (``input_sample``, ``prediction_sample``)."""
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(MonitoringWindow.id, column).where(
+                MonitoringWindow.organization_id == self.org_id,
+                MonitoringWindow.id.in_(list(ids)),
+            )
+        )
+        return {int(i): list(v or []) for i, v in rows}
 
     async def known(self, deployment_id: str) -> bool:
         """Whether the deployment ever had traffic recorded in this organization."""

@@ -31,7 +31,12 @@ from inwire.services.modelops.monitoring.repository import (
     deployment_exists,
     versions_with_traffic,
 )
-from inwire.services.modelops.monitoring.sketch import merge_counts, merge_samples, percentiles
+from inwire.services.modelops.monitoring.sketch import (
+    merge_counts,
+    merge_samples,
+    percentiles,
+    pick,
+)
 from inwire.services.modelops.monitoring.training_data import dataset_of
 
 SOURCE = "/inwire/modelops"
@@ -43,6 +48,10 @@ TIMELINE_POINTS = 120
 HISTOGRAM_BINS = 20
 #: Input rows a drift check compares at most (a uniform sample of the period's samples).
 DRIFT_ROWS = 5000
+#: Windows whose prediction samples a statistics request reads at most, per version.
+SAMPLE_WINDOWS = 240
+#: Windows whose input samples a drift check reads at most, per version.
+DRIFT_WINDOWS = 60
 #: Integer predictions with at most this many distinct values are shown as classes.
 MAX_CLASS_VALUES = 50
 
@@ -83,16 +92,20 @@ async def check_deployment(session: AsyncSession, who: Principal, deployment_id:
 # -- statistics ---------------------------------------------------------------------------
 
 
-def _prediction_summary(windows: Sequence[MonitoringWindow]) -> dict[str, Any]:
+def _prediction_summary(
+    windows: Sequence[MonitoringWindow], samples: Sequence[tuple[list[Any], float]]
+) -> dict[str, Any]:
+    """Class counts of the windows, and a histogram of the numeric samples (each value
+    weighted by the population its sample stands for)."""
     counts: dict[str, int] = {}
-    values: list[float] = []
-    weights: list[float] = []
     for w in windows:
         merge_counts(counts, w.prediction_counts or {})
-        sample = w.prediction_sample or []
+    values: list[float] = []
+    weights: list[float] = []
+    for sample, population in samples:
         if sample:
             values.extend(float(v) for v in sample)
-            weights.extend([w.prediction_seen / len(sample)] * len(sample))
+            weights.extend([population / len(sample)] * len(sample))
     array = np.asarray(values, dtype=np.float64)
     integral = bool(array.size) and bool(np.all(array == np.round(array)))
     few = len(np.unique(array)) <= MAX_CLASS_VALUES if array.size else True
@@ -160,13 +173,18 @@ def _timeline(
 
 
 def summarize(
-    windows: Sequence[MonitoringWindow], since: datetime, until: datetime
+    windows: Sequence[MonitoringWindow],
+    since: datetime,
+    until: datetime,
+    samples: Mapping[int, tuple[list[Any], float]],
 ) -> dict[str, Any]:
-    """Statistics of some windows: counts, error rate, latency, predictions, timeline."""
+    """Statistics of some windows: counts, error rate, latency, predictions (from the
+    prediction samples read, window id -> (sample, population)), timeline."""
+    picked = [samples[w.id] for w in windows if w.id in samples]
     return {
         **_counts(windows),
         "latency_seconds": _latency(windows),
-        "predictions": _prediction_summary(windows),
+        "predictions": _prediction_summary(windows, picked),
         "timeline": _timeline(windows, since, until),
     }
 
@@ -181,20 +199,26 @@ async def statistics(
 ) -> dict[str, Any]:
     """The deployment's traffic in the period, overall and per version."""
     await check_deployment(session, who, deployment_id)
-    windows = await WindowRepository(session, who.org).period(
-        deployment_id, since, until, version_id
-    )
+    repo = WindowRepository(session, who.org)
+    windows = await repo.period(deployment_id, since, until, version_id)
     by_version: dict[str, list[MonitoringWindow]] = {}
     for w in windows:
         by_version.setdefault(w.version_id, []).append(w)
-    overall = summarize(windows, since, until)
+    rng = random.Random(f"{deployment_id}:{since.isoformat()}:{until.isoformat()}")
+    populations: dict[int, float] = {}
+    for ws in by_version.values():
+        picked = pick([w.prediction_seen for w in ws], SAMPLE_WINDOWS, rng)
+        populations.update({ws[i].id: population for i, population in picked.items()})
+    read = await repo.samples(populations, MonitoringWindow.prediction_sample)
+    samples = {i: (read.get(i, []), population) for i, population in populations.items()}
     return {
         "deployment_id": deployment_id,
         "since": since,
         "until": until,
-        **overall,
+        **summarize(windows, since, until, samples),
         "versions": [
-            {"version_id": v, **summarize(ws, since, until)} for v, ws in sorted(by_version.items())
+            {"version_id": v, **summarize(ws, since, until, samples)}
+            for v, ws in sorted(by_version.items())
         ],
     }
 
@@ -305,15 +329,20 @@ def _example_reference(version: ModelVersion | None) -> dict[str, list[Any]] | N
     return {k: [r.get(k) for r in example] for k in keys} if keys else None
 
 
-def _inputs(windows: Sequence[MonitoringWindow], rng: random.Random) -> list[dict[str, Any]]:
-    """A uniform sample (at most ``DRIFT_ROWS``) of the input rows the windows saw."""
+async def _inputs(
+    repo: WindowRepository, windows: Sequence[MonitoringWindow], rng: random.Random
+) -> list[dict[str, Any]]:
+    """A uniform sample (at most ``DRIFT_ROWS``) of the input rows the windows saw, from
+    the samples of at most ``DRIFT_WINDOWS`` of them."""
+    picked = pick([w.input_seen for w in windows], DRIFT_WINDOWS, rng)
+    populations = {windows[i].id: population for i, population in picked.items()}
+    read = await repo.samples(populations, MonitoringWindow.input_sample)
     sample: list[dict[str, Any]] = []
-    seen = 0
-    for w in windows:
-        sample = merge_samples(
-            sample, seen, list(w.input_sample or []), w.input_seen, DRIFT_ROWS, rng
-        )
-        seen += w.input_seen
+    seen = 0.0
+    for window_id, population in populations.items():
+        rows = read.get(window_id, [])
+        sample = merge_samples(sample, seen, rows, population, DRIFT_ROWS, rng)
+        seen += population
     return sample
 
 
@@ -395,7 +424,7 @@ async def check_drift(
     reports: list[DriftReport] = []
     windows_repo = WindowRepository(session, org_id)
     for vid in versions:
-        windows = await windows_repo.period(deployment_id, since, until, vid, with_inputs=True)
+        windows = await windows_repo.period(deployment_id, since, until, vid)
         reference = config.reference
         source = config.reference_source
         if reference is None:
@@ -404,7 +433,7 @@ async def check_drift(
                 model_version = None
             reference = _example_reference(model_version)
             source = "input_example" if reference is not None else None
-        rows = _inputs(windows, rng)
+        rows = await _inputs(windows_repo, windows, rng)
         features = drift.compare(reference or {}, rows, thresholds)
         drifted = [f["feature"] for f in features if f.get("drifted")]
         report = DriftReport(

@@ -64,7 +64,7 @@ def percentiles(buckets: Mapping[str, int], qs: Sequence[float]) -> list[float |
 
 
 def merge_samples(
-    a: list[Any], seen_a: int, b: list[Any], seen_b: int, size: int, rng: random.Random
+    a: list[Any], seen_a: float, b: list[Any], seen_b: float, size: int, rng: random.Random
 ) -> list[Any]:
     """A uniform sample of at most ``size`` items of the union of two populations, from a
     uniform sample of each (``seen_*``: the populations' sizes)."""
@@ -177,3 +177,22 @@ def split_predictions(outputs: Iterable[Any]) -> tuple[list[float], dict[str, in
     for key, count in others.items():
         classes[key] = classes.get(key, 0) + count
     return numbers, classes
+
+
+def pick(weights: Sequence[float], k: int, rng: random.Random) -> dict[int, float]:
+    """Which of some windows to read samples from, and the population each stands for.
+
+    Up to ``k`` windows: every one with anything in it, standing for itself (its weight).
+    More: ``k`` draws with probability proportional to the weights (with replacement), each
+    standing for ``total / k``, so a long period costs ``k`` samples, not one per minute.
+    Returns index -> population.
+    """
+    total = float(sum(weights))
+    if total <= 0:
+        return {}
+    if len(weights) <= k:
+        return {i: float(w) for i, w in enumerate(weights) if w > 0}
+    out: dict[int, float] = {}
+    for i in rng.choices(range(len(weights)), weights=weights, k=k):
+        out[i] = out.get(i, 0.0) + total / k
+    return out
