@@ -175,3 +175,36 @@ async def test_every_sampler_is_accepted_listed_and_cancelled(
     bad_target["trainer"]["target"] = "nope"
     r = await client.post("/api/v1/tuning-jobs", json=bad_target, headers=auth("member"))
     assert_error(r, 400)
+
+
+async def test_cancelling_a_running_search_stops_it_and_closes_its_runs(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    synthex: str,  # noqa: F811 - the imported fixture
+) -> None:
+    dataset = await _dataset(synthex, auth("member"))
+    exp = await experiment(client, auth)
+    body = search_body(exp, dataset, budget={"n_trials": 1000}, pruner={"type": "none"})
+    r = await client.post("/api/v1/tuning-jobs", json=body, headers=auth("member"))
+    assert r.status_code == 202, r.text
+    tuning_id = r.json()["data"]["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        got = (await client.get(f"/api/v1/tuning-jobs/{tuning_id}", headers=auth())).json()
+        if got["data"]["trials"]["complete"] >= 2:
+            break
+        assert time.monotonic() < deadline, got
+        await asyncio.sleep(0.2)
+    r = await client.post(f"/api/v1/tuning-jobs/{tuning_id}/cancel", headers=auth("member"))
+    assert r.status_code == 200, r.text
+    done = await wait_tuning(client, auth, tuning_id)
+    assert done["status"] == "cancelled"
+    assert done["trials"]["running"] == 0
+    assert done["best"] is not None  # what finished before the cancel stays
+    viewer = auth("viewer")
+    study_run = (await client.get(f"/api/v1/runs/{done['run_id']}", headers=viewer)).json()
+    assert study_run["data"]["status"] == "killed"
+    kids = await client.get(
+        f"/api/v1/runs?parent_run_id={done['run_id']}&per_page=100", headers=viewer
+    )
+    assert all(k["status"] != "running" for k in kids.json()["data"])
