@@ -184,7 +184,9 @@ async def test_cancelling_a_running_search_stops_it_and_closes_its_runs(
 ) -> None:
     dataset = await _dataset(synthex, auth("member"))
     exp = await experiment(client, auth)
-    body = search_body(exp, dataset, budget={"n_trials": 1000}, pruner={"type": "none"})
+    body = search_body(
+        exp, dataset, budget={"n_trials": 1000}, pruner={"type": "none"}, n_parallel=2
+    )
     r = await client.post("/api/v1/tuning-jobs", json=body, headers=auth("member"))
     assert r.status_code == 202, r.text
     tuning_id = r.json()["data"]["id"]

@@ -258,9 +258,12 @@ class Search:
             pending = self.pending.pop(trial.number, {})
         self.wait(self._record(trial, self.best(study), pending, error))
         counted = self.counted(study)
-        total = self.request.budget.n_trials
-        if total:
-            self.ctx.progress(counted / total, f"{counted} of {total} trials")
+        budget = self.request.budget
+        fraction = counted / budget.n_trials if budget.n_trials else 0.0
+        if budget.timeout_seconds and self.row.started_at is not None:
+            elapsed = (utcnow() - self.row.started_at).total_seconds()
+            fraction = max(fraction, elapsed / budget.timeout_seconds)
+        self.ctx.progress(fraction, f"{counted} trials finished")
         state = studies.STATES.get(trial.state.name, "failed")
         value = "" if trial.value is None else f" {self.request.objective.metric}={trial.value:.6g}"
         self.ctx.log(f"trial {trial.number} {state}{value} {trial.params}")

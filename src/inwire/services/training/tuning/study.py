@@ -6,6 +6,7 @@ only jobs and the importance endpoint need it).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from inwire.services.training.tuning.schemas import (
 
 if TYPE_CHECKING:
     import optuna
+
+log = logging.getLogger(__name__)
 
 #: Most points a grid search may enumerate.
 MAX_GRID_POINTS = 100_000
@@ -143,5 +146,11 @@ def importances(study: optuna.Study, seed: int = 0) -> dict[str, float] | None:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return None
-    values = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed))
+    try:
+        values = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed))
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        # A statistic about the search, not its result: a degenerate set of trials (every
+        # complete trial with the same params, say) leaves it out rather than failing.
+        log.warning("no parameter importances for study %s: %s", study.study_name, exc)
+        return None
     return {k: float(v) for k, v in values.items()}
