@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inwire.kit.db import RepositoryBase
-from inwire.services.modelops.db import ModelOpsBase
 from inwire.services.modelops.monitoring.models import (
     DriftReport,
     MonitorConfig,
@@ -59,10 +58,6 @@ class WindowRepository(RepositoryBase[MonitoringWindow]):
         )
         return {int(i): list(v or []) for i, v in rows}
 
-    async def known(self, deployment_id: str) -> bool:
-        """Whether the deployment ever had traffic recorded in this organization."""
-        return (await self.find(MonitoringWindow.deployment_id == deployment_id)) is not None
-
 
 class ConfigRepository(RepositoryBase[MonitorConfig]):
     """Drift references and threshold overrides."""
@@ -87,19 +82,6 @@ class AlertRepository(RepositoryBase[MonitoringAlert]):
 
     model = MonitoringAlert
     noun = "Alert"
-
-
-async def deployment_exists(session: AsyncSession, org_id: str, deployment_id: str) -> bool | None:
-    """Whether the organization has this deployment, from the deployments table; None
-    when this installation has no deployments table (monitoring then knows a deployment by
-    its recorded traffic or configuration)."""
-    table = ModelOpsBase.metadata.tables.get("deployments")
-    if table is None or "organization_id" not in table.c:
-        return None
-    found = await session.execute(
-        select(table.c.id).where(table.c.id == deployment_id, table.c.organization_id == org_id)
-    )
-    return found.first() is not None
 
 
 async def versions_with_traffic(

@@ -16,6 +16,7 @@ from inwire.kit.errors import Invalid, NotFound
 from inwire.kit.events import CloudEvent
 from inwire.kit.ids import new_id
 from inwire.services.modelops.db import OUTBOX
+from inwire.services.modelops.deployments.service import DeploymentRepository
 from inwire.services.modelops.models.models import ModelVersion
 from inwire.services.modelops.monitoring import drift
 from inwire.services.modelops.monitoring.models import (
@@ -28,7 +29,6 @@ from inwire.services.modelops.monitoring.repository import (
     AlertRepository,
     ConfigRepository,
     WindowRepository,
-    deployment_exists,
     versions_with_traffic,
 )
 from inwire.services.modelops.monitoring.sketch import (
@@ -79,14 +79,7 @@ def period(since: datetime | None, until: datetime | None) -> tuple[datetime, da
 
 async def check_deployment(session: AsyncSession, who: Principal, deployment_id: str) -> None:
     """404 unless the deployment belongs to the caller's organization."""
-    exists = await deployment_exists(session, who.org, deployment_id)
-    if exists is None:  # no deployments table: known by traffic or configuration
-        exists = (
-            await WindowRepository(session, who.org).known(deployment_id)
-            or await ConfigRepository(session, who.org).of(deployment_id) is not None
-        )
-    if not exists:
-        raise NotFound(f"Deployment {deployment_id!r} not found")
+    await DeploymentRepository(session, who.org).get(deployment_id)
 
 
 # -- statistics ---------------------------------------------------------------------------
