@@ -465,3 +465,37 @@ async def test_cancelling_a_running_job_kills_its_run(
     assert r.json()["data"]["status"] == "killed"
     r = await client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=auth("member"))
     assert r.json()["data"]["status"] == "cancelled"
+
+
+async def test_worker_killed_mid_job_is_retried_on_the_same_run(
+    app: FastAPI, client: httpx.AsyncClient, auth: Auth, synthex: str
+) -> None:
+    dataset = await _dataset(synthex, auth("member"))
+    experiment = await _experiment(client, auth)
+    body = _builtin(experiment, dataset, params={"n_estimators": 100000, "max_depth": 2})
+    r = await client.post(
+        "/api/v1/training-jobs", json={**body, "max_attempts": 2}, headers=auth("member")
+    )
+    job_id, run_id = r.json()["data"]["id"], r.json()["data"]["run_id"]
+
+    async def until(check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + 90
+        while True:
+            run: dict[str, Any] = (
+                await client.get(f"/api/v1/runs/{run_id}", headers=auth())
+            ).json()["data"]
+            if check(run):
+                return run
+            assert time.monotonic() < deadline, run
+            await asyncio.sleep(0.05)
+
+    await until(lambda run: bool(run["metrics"]))
+    os.kill(app.state.jobs.executor.worker_pids()[job_id], signal.SIGKILL)
+    run = await until(lambda run: run["tags"].get("inwire.job_attempt") == "2")
+    assert run["status"] == "running"
+    job = (await client.get(f"/api/v1/training-jobs/{job_id}", headers=auth())).json()["data"]
+    assert (job["status"], job["attempts"]) == ("running", 2)
+    r = await client.get(f"/api/v1/runs/{run_id}/artifacts?path=model", headers=auth())
+    assert "model/MLmodel" not in {f["path"] for f in r.json().get("data", [])}
+    await client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=auth("member"))
+    assert (await _wait(client, auth, job_id))["status"] == "cancelled"
