@@ -383,6 +383,83 @@ async def routing(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, An
     return {"routing": [asdict(r) for r in best.values()], "routing_overhead_p50_ms": overhead}
 
 
+def _wait(check: Callable[[], bool], what: str, within: float = 300.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not within {within:g} s")
+        time.sleep(0.2)
+
+
+def canary_deployment(work: Path, stack: ExitStack) -> tuple[str, str, dict[str, str], bytes]:
+    """ModelOps started for real (a subprocess, SQLite, a test signing key), the bench
+    model registered twice and deployed as a canary (version 2 at 20 %, no automatic
+    steps); the routed predict URL, a replica's direct URL, the routed call's headers and
+    a body."""
+    from inwire.kit.testing.plugin import TestKeys
+
+    keys = TestKeys(work)
+    home = work / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INWIRE_")}
+    env.update(
+        INWIRE_HOME=str(home),
+        INWIRE_JWKS_URL=keys.jwks_url,
+        INWIRE_MODELOPS_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        sys.executable,
+        "-m",
+        "inwire.allinone.serve",
+        "--name",
+        "modelops",
+        "--factory",
+        "inwire.services.modelops.app:create_app",
+        "--settings",
+        "inwire.services.modelops.settings:ModelOpsSettings",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    home.mkdir()
+    process = stack.enter_context(started(argv, env, work / "modelops.log"))
+    wait_ready(f"{url}/health/ready", process, work / "modelops.log")
+    auth = {"Authorization": f"Bearer {keys.token('member', 'a', ttl=7200)}"}
+    api = httpx.Client(base_url=f"{url}/api/v1", headers=auth, timeout=60)
+    stack.callback(api.close)
+    api.post("/models", json={"name": "bench"}).raise_for_status()
+    files = [("file", (f.name, f.read_bytes())) for f in (work / "model").iterdir() if f.is_file()]
+    for _ in range(2):
+        api.post("/models/bench/versions/upload", files=files).raise_for_status()
+    dep_id = api.post("/deployments", json={"model": "bench", "version": 1}).json()["data"]["id"]
+
+    def deployment() -> dict[str, Any]:
+        data: dict[str, Any] = api.get(f"/deployments/{dep_id}").json()["data"]
+        return data
+
+    _wait(lambda: deployment()["status"] == "ready", "deployment ready")
+    api.patch(
+        f"/deployments/{dep_id}",
+        json={
+            "version": 2,
+            "strategy": "canary",
+            "strategy_params": {"weight": 20, "min_requests": 1_000_000},
+        },
+    ).raise_for_status()
+    _wait(lambda: deployment()["traffic"] == {"1": 80, "2": 20}, "canary at 20 %")
+    dep = deployment()
+    stable = next(r for r in dep["revisions"] if r["version"] == 1 and r["status"] == "ready")
+    direct = f"{stable['instances'][0]['url']}/predict"
+    table = json.loads((work / "table.json").read_text())
+    body = json.dumps(
+        {"inputs": [dict(zip(table["columns"], table["data"][0], strict=True))]}
+    ).encode()
+    return f"{url}/api/v1/deployments/{dep_id}/predict", direct, auth, body
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -397,12 +474,25 @@ def main() -> None:
     parser.add_argument("--routed", help="URL routing to that replica (with --direct)")
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--body-file", help="the JSON body sent by --direct/--routed")
+    parser.add_argument(
+        "--canary",
+        action="store_true",
+        help="start ModelOps, deploy the model as a canary, and measure its predict "
+        "endpoint against a replica (routing overhead)",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "settings": {k: v for k, v in vars(args).items() if k != "header"},
     }
-    if args.direct or args.routed:
+    if args.canary:
+        with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp, ExitStack() as stack:
+            work = Path(tmp)
+            save_model(work)
+            args.routed, args.direct, headers, body = canary_deployment(work, stack)
+            args.header = [f"{k}: {v}" for k, v in headers.items()]
+            result.update(asyncio.run(routing(args, [body])))
+    elif args.direct or args.routed:
         if not (args.direct and args.routed):
             parser.error("--direct and --routed go together")
         bodies = [Path(args.body_file).read_bytes()] if args.body_file else [b'{"inputs":[{}]}']
