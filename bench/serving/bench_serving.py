@@ -4,6 +4,7 @@
         [--rounds 2] [--rows 1] [--warmup 200] [--skip-mlflow]
     uv run --frozen python bench/serving/bench_serving.py --direct URL --routed URL \\
         [--header 'Authorization: Bearer …'] [--body-file F]
+    uv run --frozen python bench/serving/bench_serving.py --canary [--seconds 10]
 
 The model is a scikit-learn pipeline (StandardScaler + LogisticRegression) fitted on the
 bundled Wisconsin breast cancer table (569 x 30, a DataFrame, so the model knows its column
@@ -29,7 +30,11 @@ machine is busy), and Inwire/MLflow ratios. Goal (issue 6): >= 2x MLflow's throu
 ``--direct URL --routed URL``: the same load against two URLs taking the same body, e.g. a
 model-server replica and ``POST /api/v1/deployments/{id}/predict`` routing to it, to read
 the routing overhead at p50 (``--header`` adds headers to the routed calls, such as a
-token). Output: a table and ``bench/results/serving.json``.
+token). ``--canary`` sets that up: ModelOps started for real (``python -m
+inwire.allinone.serve``, SQLite, a test signing key for the bearer token), the model
+registered twice and deployed as a canary (version 2 at 20 %, by hand), then
+``POST /api/v1/deployments/{id}/predict`` against ``/predict`` of a stable replica, both with
+``{"inputs": [one row]}``. Output: a table and ``bench/results/serving.json``.
 """
 
 from __future__ import annotations
