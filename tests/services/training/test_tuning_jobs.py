@@ -4,11 +4,14 @@ with pruning; every sampler accepted; list, filters, pages, cancel; another orga
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from helpers import Auth, experiment
 from test_trainjobs import _dataset, synthex, training_settings  # noqa: F401 - fixtures
 
@@ -210,3 +213,46 @@ async def test_cancelling_a_running_search_stops_it_and_closes_its_runs(
         f"/api/v1/runs?parent_run_id={done['run_id']}&per_page=100", headers=viewer
     )
     assert all(k["status"] != "running" for k in kids.json()["data"])
+
+
+async def test_worker_killed_mid_search_is_retried_and_resumes_the_study(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Auth,
+    synthex: str,  # noqa: F811 - the imported fixture
+) -> None:
+    dataset = await _dataset(synthex, auth("member"))
+    exp = await experiment(client, auth)
+    body = search_body(exp, dataset, budget={"n_trials": 5}, pruner={"type": "none"})
+    body["trainer"]["params"]["n_estimators"] = 150
+    r = await client.post("/api/v1/tuning-jobs", json=body, headers=auth("member"))
+    assert r.status_code == 202, r.text
+    tuning_id, job_id = r.json()["data"]["id"], r.json()["data"]["job_id"]
+    deadline = time.monotonic() + 120
+    while True:  # kill the worker while trial 2 or later runs
+        got = (await client.get(f"/api/v1/tuning-jobs/{tuning_id}", headers=auth())).json()
+        if got["data"]["trials"]["complete"] >= 2 and got["data"]["trials"]["running"]:
+            break
+        assert time.monotonic() < deadline, got
+        await asyncio.sleep(0.05)
+    os.kill(app.state.jobs.executor.worker_pids()[job_id], signal.SIGKILL)
+    done = await wait_tuning(client, auth, tuning_id)
+    assert done["status"] == "succeeded", done
+    job = (await client.get(f"/api/v1/jobs/{job_id}", headers=auth())).json()["data"]
+    assert job["attempts"] == 2
+    assert done["trials"]["complete"] == 5  # the budget, not restarted, not exceeded
+    assert done["trials"]["running"] == 0
+    trials = (
+        await client.get(f"/api/v1/tuning-jobs/{tuning_id}/trials?per_page=100", headers=auth())
+    ).json()["data"]
+    assert [t["number"] for t in trials] == list(range(len(trials)))
+    for stale in (t for t in trials if t["state"] == "failed"):
+        assert "died" in stale["error"]
+        retry = [t for t in trials if t["number"] > stale["number"]]
+        assert retry[0]["params"] == stale["params"]
+    assert len(trials) == 5 + sum(t["state"] == "failed" for t in trials)
+    kids = await client.get(
+        f"/api/v1/runs?parent_run_id={done['run_id']}&per_page=100", headers=auth()
+    )
+    assert all(k["status"] != "running" for k in kids.json()["data"])
+    assert len(kids.json()["data"]) == len(trials)

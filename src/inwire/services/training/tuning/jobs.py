@@ -278,8 +278,7 @@ class Search:
         state = studies.STATES.get(trial.state.name, "failed")
         run_id = trial.user_attrs.get("run_id")
         last_step = max(trial.intermediate_values) if trial.intermediate_values else None
-        if state == "failed" and error is None:
-            error = pending.get("error")
+        error = (error or pending.get("error")) if state == "failed" else None
         async with self.db.session() as session:
             await TrialRepository(session, self.row.id).save(
                 trial.number,
