@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inwire.allinone.composition import MountedService, compose, mount_services
+from inwire.allinone.composition import MountedService, _settings, compose, mount_services
 from inwire.services.registry import ServiceSpec
 
 HERE = Path(__file__).parent
@@ -161,3 +161,21 @@ def test_inwire_up_one_process_serves_the_registry_and_stops_on_sigterm(tmp_path
         code = proc.wait(timeout=30)
         log.close()
     assert code == 0
+
+
+def test_one_process_services_reach_their_peers_on_the_shared_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from inwire.services.registry import SERVICES
+    from inwire.services.training.settings import TrainingSettings
+
+    for key in list(os.environ):
+        if key.startswith("INWIRE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("INWIRE_HOME", str(tmp_path))
+    training = next(s for s in SERVICES if s.name == "training")
+    settings = _settings(training, BASE_URL, has_core=True)
+    assert isinstance(settings, TrainingSettings)
+    assert settings.core_url == f"{BASE_URL}/core"
+    assert settings.modelops_url == f"{BASE_URL}/modelops"
+    assert settings.synthex_url == f"{BASE_URL}/synthex"

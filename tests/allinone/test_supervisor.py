@@ -202,3 +202,32 @@ def test_services_are_told_where_core_serves_its_keys(tmp_path: Path) -> None:
     assert "INWIRE_JWKS_URL" not in Supervisor([fake_spec()], home=tmp_path, env={})._env or (
         os.environ.get("INWIRE_JWKS_URL")
     )
+
+
+def test_services_are_told_where_their_peers_listen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inwire.services.registry import SERVICES
+    from inwire.services.training.settings import TrainingSettings
+
+    for key in list(os.environ):
+        if key.startswith("INWIRE_"):
+            monkeypatch.delenv(key)
+    env = {
+        "INWIRE_CORE_PORT": "28100",
+        "INWIRE_SYNTHEX_PORT": "28190",
+        "INWIRE_MODELOPS_URL": "http://modelops.example",
+    }
+    supervisor = Supervisor(list(SERVICES), home=tmp_path, env=env)
+    assert supervisor._env["INWIRE_SYNTHEX_URL"] == "http://127.0.0.1:28190"
+    assert supervisor._env["INWIRE_MODELOPS_URL"] == "http://modelops.example"
+    assert "INWIRE_GATEWAY_URL" not in supervisor._env
+
+    # What a Model Training process started with that environment reads.
+    for key, value in supervisor._env.items():
+        if key.startswith("INWIRE_"):
+            monkeypatch.setenv(key, value)
+    child = TrainingSettings()
+    assert child.synthex_url == "http://127.0.0.1:28190"
+    assert child.modelops_url == "http://modelops.example"
+    assert child.core_url == supervisor._env["INWIRE_CORE_URL"] == "http://127.0.0.1:28100"

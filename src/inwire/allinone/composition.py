@@ -42,7 +42,12 @@ class MountedService:
 
 
 #: Settings naming where a peer (or the service itself) is reached, and its prefix here.
-_PEER_URLS = {"synthex_url": "/synthex", "tracking_url": "/training"}
+_PEER_URLS = {
+    "core_url": "/core",
+    "synthex_url": "/synthex",
+    "modelops_url": "/modelops",
+    "tracking_url": "/training",
+}
 
 
 def _settings(spec: ServiceSpec, base_url: str, has_core: bool) -> ServiceSettings:

@@ -215,6 +215,12 @@ class Supervisor:
             # Every other service verifies tokens with Core's keys: tell them where Core
             # listens when its port is not the default one their settings assume.
             self._env["INWIRE_JWKS_URL"] = f"{core.url}/.well-known/jwks.json"
+        # The same for the peers services call (``core_url``, ``synthex_url``,
+        # ``modelops_url``…): platform-wide ``INWIRE_<SERVICE>_URL`` variables, which every
+        # service's settings read, unless the environment already names them.
+        for name, service in self.services.items():
+            if name != "gateway":
+                self._env.setdefault(f"INWIRE_{name.upper()}_URL", service.url)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None

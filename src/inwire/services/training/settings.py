@@ -28,9 +28,9 @@ class TrainingSettings(ServiceSettings):
     #: Most points a metric history page returns (``per_page``) before downsampling is asked.
     max_history_points: int = Field(default=100_000, ge=100)
     # -- MLflow compatibility ----------------------------------------------------------------
-    #: Core, where an Inwire API key sent to the MLflow API (``MLFLOW_TRACKING_TOKEN=iwk_…``)
-    #: is exchanged for an access token when the call did not come through the gateway.
-    core_url: str = "http://127.0.0.1:18000"
+    # ``core_url`` (every service's setting) is where an Inwire API key sent to the MLflow
+    # API (``MLFLOW_TRACKING_TOKEN=iwk_…``) is exchanged for an access token when the call
+    # did not come through the gateway.
     #: ModelOps, whose registry the MLflow registry endpoints (registered models, versions,
     #: aliases, stages) use: one registry, not two.
     modelops_url: str = "http://127.0.0.1:18087"
