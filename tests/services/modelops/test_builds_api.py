@@ -14,13 +14,22 @@ from pathlib import Path
 import httpx
 import pytest
 from builds_helpers import sklearn_version, tar_members, wait_build
+from fastapi import FastAPI
 from modelops_helpers import Auth, create_model, upload_version
 from serving_helpers import expected, rows, write_mlflow_sklearn
 
+from inwire.kit.ids import new_id
+from inwire.kit.jobs import JobContext, JobFailed
+from inwire.kit.testing.identities import ORGS
 from inwire.kit.testing.plugin import assert_error
+from inwire.services.modelops.builds import jobs as build_jobs
 from inwire.services.modelops.builds.bundle import APP_DIR, CONTAINER_PORT, validate_dockerfile
+from inwire.services.modelops.builds.jobs import NO_BUILDER
+from inwire.services.modelops.builds.models import Build
+from inwire.services.modelops.settings import ModelOpsSettings
 
 
+@pytest.mark.slow
 async def test_a_build_without_a_builder_makes_the_bundle_and_context_and_no_image(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
@@ -208,3 +217,53 @@ async def test_the_bundle_serves_with_its_own_entry_point(
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_the_build_job_in_process(
+    client: httpx.AsyncClient, auth: Auth, app: FastAPI, modelops_settings: ModelOpsSettings
+) -> None:
+    """The job function itself (no worker process): artifacts stored, the row updated, the
+    message plain about the missing image; a build of a deleted version fails cleanly."""
+    version = await sklearn_version(client, auth)
+    build_id = new_id("bld")
+    async with app.state.db.session() as session:
+        session.add(
+            Build(
+                id=build_id,
+                organization_id=ORGS["a"],
+                model_id=version["model_id"],
+                version_id=version["id"],
+                model_name="churn",
+                version=1,
+                job_id="job_x",
+                created_by="usr_1",
+            )
+        )
+    ctx = JobContext(
+        job_id="job_x",
+        organization_id=ORGS["a"],
+        job_type="modelops.build",
+        attempt=1,
+        max_attempts=1,
+        created_by="usr_1",
+        settings=modelops_settings.model_dump(mode="json"),
+    )
+    result = await build_jobs.build(ctx, {"build_id": build_id})
+    assert result == {"build_id": build_id, "image": None, "pushed": False, "message": NO_BUILDER}
+    r = await client.get(f"/api/v1/builds/{build_id}", headers=auth("viewer"))
+    data = r.json()["data"]
+    assert (data["status"], data["image"], data["requirements_source"]) == (
+        "succeeded",
+        None,
+        "version",
+    )
+    r = await client.get(f"/api/v1/builds/{build_id}/bundle", headers=auth("viewer"))
+    assert "model/MLmodel" in tar_members(r.content)
+    r = await client.get(f"/api/v1/builds/{build_id}/context", headers=auth("viewer"))
+    context = tar_members(r.content)
+    assert validate_dockerfile(context["Dockerfile"].decode(), list(context)) == []
+    _, lines = ctx.take()
+    assert any("no image was built" in line for _, _, line in lines)
+
+    with pytest.raises(JobFailed, match="does not exist"):
+        await build_jobs.build(ctx, {"build_id": "bld_missing"})
