@@ -7,10 +7,12 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from conftest import WaitJob
 from fastapi import FastAPI
 from helpers import Auth, experiment
 from test_trainjobs import _dataset, synthex, training_settings  # noqa: F401 - fixtures
@@ -18,6 +20,8 @@ from test_trainjobs import _dataset, synthex, training_settings  # noqa: F401 - 
 from inwire.kit.testing.plugin import assert_error
 
 pytestmark = pytest.mark.slow
+
+WaitTuning = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 def search_body(experiment_id: str, dataset_id: str, **changes: Any) -> dict[str, Any]:
@@ -47,29 +51,32 @@ def search_body(experiment_id: str, dataset_id: str, **changes: Any) -> dict[str
     return request
 
 
-async def wait_tuning(
-    client: httpx.AsyncClient, auth: Auth, tuning_id: str, wait: float = 180
-) -> dict[str, Any]:
-    """The tuning job once its job is final."""
-    deadline = time.monotonic() + wait
-    while True:
+@pytest.fixture
+async def dataset(synthex: str, auth: Auth) -> str:  # noqa: F811 - the imported fixture
+    """An iris dataset in Synthex: its id."""
+    return await _dataset(synthex, auth("member"))
+
+
+@pytest.fixture
+def wait_tuning(client: httpx.AsyncClient, auth: Auth, wait_job: WaitJob) -> WaitTuning:
+    """``await wait_tuning(tuning_id)`` -> the tuning job once its job is final."""
+
+    async def wait(tuning_id: str) -> dict[str, Any]:
         r = await client.get(f"/api/v1/tuning-jobs/{tuning_id}", headers=auth("viewer"))
-        assert r.status_code == 200, r.text
+        await wait_job(r.json()["data"]["job_id"], wait=180)
+        r = await client.get(f"/api/v1/tuning-jobs/{tuning_id}", headers=auth("viewer"))
         data: dict[str, Any] = r.json()["data"]
-        if data["status"] in ("succeeded", "failed", "cancelled"):
-            return data
-        if time.monotonic() > deadline:
-            logs = await client.get(f"/api/v1/jobs/{data['job_id']}/logs", headers=auth())
-            raise AssertionError(f"timed out: {data}\n{logs.text}")
-        await asyncio.sleep(0.2)
+        return data
+
+    return wait
 
 
 async def test_tuning_job_end_to_end_with_pruning(
     client: httpx.AsyncClient,
     auth: Auth,
-    synthex: str,  # noqa: F811 - the imported fixture
+    dataset: str,
+    wait_tuning: WaitTuning,
 ) -> None:
-    dataset = await _dataset(synthex, auth("member"))
     exp = await experiment(client, auth)
     r = await client.post(
         "/api/v1/tuning-jobs", json=search_body(exp, dataset), headers=auth("member")
@@ -78,7 +85,7 @@ async def test_tuning_job_end_to_end_with_pruning(
     submitted = r.json()["data"]
     assert submitted["status"] == "queued"
     assert submitted["trials"] == {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
-    done = await wait_tuning(client, auth, submitted["id"])
+    done = await wait_tuning(submitted["id"])
     assert done["status"] == "succeeded", done
     assert done["trials"]["complete"] + done["trials"]["pruned"] == 8
     assert done["trials"]["pruned"] >= 1, done
@@ -133,9 +140,9 @@ async def test_tuning_job_end_to_end_with_pruning(
 async def test_every_sampler_is_accepted_listed_and_cancelled(
     client: httpx.AsyncClient,
     auth: Auth,
-    synthex: str,  # noqa: F811 - the imported fixture
+    dataset: str,
+    wait_tuning: WaitTuning,
 ) -> None:
-    dataset = await _dataset(synthex, auth("member"))
     exp = await experiment(client, auth)
     other_exp = await experiment(client, auth, "other")
     grid_space = {
@@ -158,7 +165,7 @@ async def test_every_sampler_is_accepted_listed_and_cancelled(
         cancelled = await client.post(f"/api/v1/tuning-jobs/{ids[-1]}/cancel", headers=auth())
         assert cancelled.status_code == 200, cancelled.text
     for tuning_id in ids:
-        assert (await wait_tuning(client, auth, tuning_id))["status"] == "cancelled"
+        assert (await wait_tuning(tuning_id))["status"] == "cancelled"
     viewer = auth("viewer")
     everything = (await client.get("/api/v1/tuning-jobs?per_page=3", headers=viewer)).json()
     assert everything["meta"]["total"] == 4
@@ -183,9 +190,9 @@ async def test_every_sampler_is_accepted_listed_and_cancelled(
 async def test_cancelling_a_running_search_stops_it_and_closes_its_runs(
     client: httpx.AsyncClient,
     auth: Auth,
-    synthex: str,  # noqa: F811 - the imported fixture
+    dataset: str,
+    wait_tuning: WaitTuning,
 ) -> None:
-    dataset = await _dataset(synthex, auth("member"))
     exp = await experiment(client, auth)
     body = search_body(
         exp, dataset, budget={"n_trials": 1000}, pruner={"type": "none"}, n_parallel=2
@@ -202,7 +209,7 @@ async def test_cancelling_a_running_search_stops_it_and_closes_its_runs(
         await asyncio.sleep(0.2)
     r = await client.post(f"/api/v1/tuning-jobs/{tuning_id}/cancel", headers=auth("member"))
     assert r.status_code == 200, r.text
-    done = await wait_tuning(client, auth, tuning_id)
+    done = await wait_tuning(tuning_id)
     assert done["status"] == "cancelled"
     assert done["trials"]["running"] == 0
     assert done["best"] is not None  # what finished before the cancel stays
@@ -219,9 +226,9 @@ async def test_worker_killed_mid_search_is_retried_and_resumes_the_study(
     app: FastAPI,
     client: httpx.AsyncClient,
     auth: Auth,
-    synthex: str,  # noqa: F811 - the imported fixture
+    dataset: str,
+    wait_tuning: WaitTuning,
 ) -> None:
-    dataset = await _dataset(synthex, auth("member"))
     exp = await experiment(client, auth)
     body = search_body(exp, dataset, budget={"n_trials": 5}, pruner={"type": "none"})
     body["trainer"]["params"]["n_estimators"] = 150
@@ -236,7 +243,7 @@ async def test_worker_killed_mid_search_is_retried_and_resumes_the_study(
         assert time.monotonic() < deadline, got
         await asyncio.sleep(0.05)
     os.kill(app.state.jobs.executor.worker_pids()[job_id], signal.SIGKILL)
-    done = await wait_tuning(client, auth, tuning_id)
+    done = await wait_tuning(tuning_id)
     assert done["status"] == "succeeded", done
     job = (await client.get(f"/api/v1/jobs/{job_id}", headers=auth())).json()["data"]
     assert job["attempts"] == 2
