@@ -328,3 +328,39 @@ async def test_ray_client_url_runs_jobs_the_same_way(
             assert done["result"] == {"steps": 2, "attempt": 1, "jobs_url": url}
             lost = await killed_worker_scenario(client, auth)
             assert "Ray task failed" in lost, lost
+
+
+@pytest.mark.slow
+def test_start_gives_up_on_an_unreachable_cluster_and_the_process_still_exits(
+    tmp_path: Path,
+) -> None:
+    """``ray.init`` retries an unreachable cluster for minutes; ``start`` does not wait."""
+    pytest.importorskip("ray")
+    script = f"""
+import asyncio
+from inwire.kit.db.base import new_metadata
+from inwire.kit.db.engine import Database
+from inwire.kit.jobs import JobRegistry, JobService, job_tables, open_executor, ray_executor
+
+ray_executor.CONNECT_TIMEOUT = 2.0
+
+async def main():
+    db = Database("sqlite+aiosqlite:///{tmp_path / "x.db"}")
+    jobs = JobService(job_tables(new_metadata()), JobRegistry())
+    executor = open_executor("ray:127.0.0.1:{_free_port()}", db=db, jobs=jobs)
+    try:
+        await executor.start()
+    except RuntimeError as exc:
+        print("refused:", exc)
+    finally:
+        await db.dispose()
+
+asyncio.run(main())
+"""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "refused: cannot connect to the Ray cluster at 127.0.0.1:" in done.stdout, done
+    assert "within 2 s" in done.stdout
+    assert done.returncode == 0, done.stderr[-2000:]

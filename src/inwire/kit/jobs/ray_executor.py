@@ -27,6 +27,7 @@ Ray is imported when the executor starts, never by merely importing this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -199,6 +200,58 @@ class _Connection:
                 cls.owned = False
 
 
+#: Seconds ``start`` waits for ``ray.init`` (which keeps retrying an unreachable cluster).
+CONNECT_TIMEOUT = 120.0
+
+
+async def _connect(address: str, wait: float) -> Any:
+    """``_Connection.acquire`` in a daemon thread, given up after ``wait`` seconds.
+
+    A daemon thread, not the loop's executor: a ``ray.init`` that never returns must not
+    keep the process from exiting. One that succeeds after we gave up is released.
+    """
+    loop = asyncio.get_running_loop()
+    woke = asyncio.Event()
+    lock = threading.Lock()
+    box: dict[str, Any] = {}  # "ray" or "error" once known; "abandoned" once given up
+
+    def connect() -> None:
+        outcome: tuple[str, Any]
+        try:
+            outcome = ("ray", _Connection.acquire(address))
+        except BaseException as exc:
+            outcome = ("error", exc)
+        with lock:
+            late = bool(box.get("abandoned"))
+            if not late:
+                box[outcome[0]] = outcome[1]
+        if late:
+            if outcome[0] == "ray":
+                _Connection.release()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.call_soon_threadsafe(woke.set)
+
+    threading.Thread(target=connect, name="inwire-ray-connect", daemon=True).start()
+    error: BaseException | None = None
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woke.wait(), wait)
+    finally:
+        with lock:
+            ray = box.get("ray")
+            error = box.get("error")
+            if ray is None and error is None:
+                box["abandoned"] = True
+    if ray is not None:
+        return ray
+    if isinstance(error, UnsupportedExecutor):
+        raise error
+    if error is not None:
+        raise RuntimeError(f"cannot connect to the Ray cluster at {address}: {error}") from error
+    raise RuntimeError(f"cannot connect to the Ray cluster at {address} within {wait:g} s")
+
+
 # -- the executor ---------------------------------------------------------------------------------
 
 
@@ -256,13 +309,14 @@ class RayExecutor(QueueExecutor[_RayTask]):
     # -- QueueExecutor ----------------------------------------------------------------------
 
     async def _open(self) -> None:
-        ray = await asyncio.to_thread(_Connection.acquire, self.target.address)
+        address = self.target.address
+        ray = await _connect(address, CONNECT_TIMEOUT)
         self._ray = ray
         options = {"num_cpus": 1.0, **self.target.resources}
         self._remote = ray.remote(max_retries=0, retry_exceptions=False, max_calls=1, **options)(
             run_on_ray
         )
-        log.info("jobs run on the Ray cluster at %s", self.target.address)
+        log.info("jobs run on the Ray cluster at %s", address)
 
     async def _close(self) -> None:
         if self._ray is not None:
@@ -282,8 +336,14 @@ class RayExecutor(QueueExecutor[_RayTask]):
 
     async def _poll(self) -> None:
         live = [w for w in self.workers.values() if w.alive]
-        if live:
+        if not live:
+            return
+        try:
             await asyncio.to_thread(self._check, live)
+        except Exception:
+            # The cluster is unreachable for now: the rest of the pass (cancels, the
+            # reaper, claims) still runs, and attempts that stay silent are reaped.
+            log.warning("could not ask Ray about running tasks", exc_info=True)
 
     def _check(self, tasks: list[_RayTask]) -> None:
         ray = self._ray
