@@ -24,32 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from servers import ROOT, inwire_server, tree_rss_mib
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -60,36 +43,15 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
 
-    from inwire.kit.testing.plugin import TestKeys
-
     with tempfile.TemporaryDirectory() as tmp:
-        keys = TestKeys(Path(tmp))
-        port = _free_port()
-        env = {
-            **os.environ,
-            "INWIRE_TRAINING_HOME": tmp,
-            "INWIRE_TRAINING_DATABASE_URL": args.database_url
-            or f"sqlite+aiosqlite:///{tmp}/training.db",
-            "INWIRE_TRAINING_DATABASE_SCHEMA": f"bench_{port}" if args.database_url else "",
-            "INWIRE_TRAINING_STORAGE_URL": f"file://{tmp}/objects",
-            "INWIRE_TRAINING_JWKS_URL": keys.jwks_url,
-            "INWIRE_TRAINING_LOG_LEVEL": "WARNING",
-        }
-        server = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "--factory",
-                "inwire.services.training.app:create_app",
-                "--port", str(port), "--log-level", "warning", "--no-access-log",
-            ],
-            env=env,
-        )  # fmt: skip
+        schema = f"bench_{time.time_ns()}" if args.database_url else ""
         try:
-            results = _run(f"http://127.0.0.1:{port}", keys.token("admin"), server.pid, args)
+            with inwire_server(Path(tmp), args.database_url, schema) as server:
+                assert server.token is not None
+                results = _run(server.url, server.token, server.pid, args)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
             if args.database_url:
-                _drop_schema(args.database_url, env["INWIRE_TRAINING_DATABASE_SCHEMA"])
+                _drop_schema(args.database_url, schema)
     results["backend"] = "postgresql" if args.database_url else "sqlite"
     _report(results)
 
@@ -112,16 +74,6 @@ def _drop_schema(url: str, schema: str) -> None:
 def _run(base: str, token: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=120) as c:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if c.get("/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
         exp = c.post("/api/v1/experiments", json={"name": "bench"}).json()["data"]["id"]
         run_id = c.post("/api/v1/runs", json={"experiment_id": exp}).json()["data"]["id"]
         out: dict[str, Any] = {"values": args.values, "batch": args.batch, "runs": args.runs}
@@ -179,7 +131,7 @@ def _run(base: str, token: str, pid: int, args: argparse.Namespace) -> dict[str,
         r.raise_for_status()
         assert len(r.json()["data"]) == min(1000, args.runs)
         out["search_s"] = time.perf_counter() - started
-        out["server_rss_mib"] = _rss_mib(pid)
+        out["server_rss_mib"] = tree_rss_mib(pid)
     return out
 
 

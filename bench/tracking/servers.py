@@ -102,9 +102,10 @@ def postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
 
 
 @contextmanager
-def inwire_server(tmp: Path, database_url: str = "") -> Iterator[Server]:
+def inwire_server(tmp: Path, database_url: str = "", schema: str = "") -> Iterator[Server]:
     """Model Training under uvicorn (one worker): SQLite in ``tmp`` unless
-    ``database_url`` (``postgresql+asyncpg://…``); an admin JWT for organization ``a``."""
+    ``database_url`` (``postgresql+asyncpg://…``, in ``schema`` when given); an admin JWT
+    for organization ``a``."""
     from inwire.kit.testing.plugin import TestKeys
 
     keys = TestKeys(tmp)
@@ -113,6 +114,7 @@ def inwire_server(tmp: Path, database_url: str = "") -> Iterator[Server]:
         **os.environ,
         "INWIRE_TRAINING_HOME": str(tmp),
         "INWIRE_TRAINING_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp}/training.db",
+        "INWIRE_TRAINING_DATABASE_SCHEMA": schema,
         "INWIRE_TRAINING_STORAGE_URL": f"file://{tmp}/objects",
         "INWIRE_TRAINING_JWKS_URL": keys.jwks_url,
         "INWIRE_TRAINING_LOG_LEVEL": "WARNING",

@@ -8,7 +8,6 @@ client sends them; every error is MLflow's ``{"error_code", "message"}``.
 
 from __future__ import annotations
 
-import json
 import typing
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -70,10 +69,13 @@ async def read(request: Request, model: type[T]) -> T:
             data[key] = values if _is_list(model, key) else values[-1]
         return model.model_validate(data)
     body = await request.body()
-    parsed = json.loads(body) if body.strip() else {}
-    if not isinstance(parsed, dict):
+    if not body.strip():
+        return model.model_validate({})
+    if not body.lstrip().startswith(b"{"):
         raise invalid("The request body must be a JSON object")
-    return model.model_validate(parsed)
+    # Parsed and validated in one pass by pydantic-core: a log-batch carries a thousand
+    # values, and json.loads-then-validate costs twice that.
+    return model.model_validate_json(body)
 
 
 def _peers(request: Request) -> MlflowPeers:

