@@ -61,6 +61,10 @@ GENERATION_POLL = 2.0
 RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
+class _Rerouted(Exception):
+    """The revision a request was routed to stopped serving meanwhile: route it again."""
+
+
 class ModelError(InwireError):
     """The model server failed the prediction (502)."""
 
@@ -313,7 +317,10 @@ class DeploymentController:
         replica that would not start (None when all is well)."""
         have = [r for r in self.runtime.replicas(dep.id) if r.version_id == rev.version_id]
         extra = len(have) - rev.replicas
-        for replica in sorted(have, key=lambda r: self.in_flight.get(r.id, 0))[: max(0, extra)]:
+        leaving = sorted(have, key=lambda r: self.in_flight.get(r.id, 0))[: max(0, extra)]
+        if leaving:
+            await self._route_from_memory(dep.id, without={r.id for r in leaving})
+        for replica in leaving:
             await self._stop(replica)
         missing = rev.replicas - len(have)
         if missing <= 0:
@@ -418,10 +425,12 @@ class DeploymentController:
         self._weigh(route)
         self.routes[dep.id] = route
 
-    def _weigh(self, route: Route) -> None:
-        weights = _weights(
-            route.revisions, lambda r: len(self._replicas_of(route.deployment_id, r.version_id))
-        )
+    def _weigh(self, route: Route, without: set[str] | frozenset[str] = frozenset()) -> None:
+        def ready(r: RevisionRoute) -> int:
+            found = self._replicas_of(route.deployment_id, r.version_id)
+            return sum(1 for x in found if x.id not in without)
+
+        weights = _weights(route.revisions, ready)
         serving = [(r, w) for r, w in zip(route.revisions, weights, strict=True) if w > 0]
         if not serving:  # nothing weighted (a rolling update's first moment): the stable one
             serving = [(r, 1) for r in route.revisions if r.role in ("stable", "blue")][:1]
@@ -429,10 +438,11 @@ class DeploymentController:
         route.cumulative = list(itertools.accumulate(w for _, w in serving))
         route.shadow = next((r for r in route.revisions if r.role == "shadow"), None)
 
-    async def _route_from_memory(self, deployment_id: str) -> None:
+    async def _route_from_memory(self, deployment_id: str, without: set[str] | None = None) -> None:
+        """Reweigh a route from the replicas running (``without`` those about to stop)."""
         route = self.routes.get(deployment_id)
         if route is not None:
-            self._weigh(route)
+            self._weigh(route, without or set())
 
     # -- rollouts --------------------------------------------------------------------------
 
@@ -633,9 +643,10 @@ class DeploymentController:
             desired = math.ceil(count / window / auto.target) if count else 0
         else:
             desired = math.ceil(current * (p50 or 0.0) / auto.target) if p50 else 0
-        idle = now - stable.window.last_request if stable.window.last_request else math.inf
+        idle = now - stable.window.last_request
         floor = route.replicas_min
-        if floor == 0 and idle < auto.scale_to_zero_after_seconds:
+        busy = bool(samples and samples[-1])
+        if floor == 0 and (busy or idle < auto.scale_to_zero_after_seconds):
             floor = 1
         return min(max(desired, floor), max(route.replicas_max, 1))
 
@@ -674,10 +685,12 @@ class DeploymentController:
         task = self._waking.get(route.deployment_id)
         if task is None or task.done():
             self._last_scale[route.deployment_id] = time.monotonic()
+            rev.window.last_request = time.monotonic()  # waking is activity: no scale-down
 
             async def wake() -> None:
                 await self._scale(route.deployment_id, rev, max(1, route.replicas_min))
                 await self.reconcile(route.deployment_id)
+                rev.window.last_request = time.monotonic()  # idle from now on, not before
 
             task = asyncio.create_task(wake())
             self._waking[route.deployment_id] = task
@@ -694,17 +707,27 @@ class DeploymentController:
             route = self.routes.get(deployment_id)
             if route is None or route.org_id != org_id:
                 raise Unavailable(f"Deployment {deployment_id!r} is not being served yet")
-        rev = route.pick(self.rng)
-        rows = validate_inputs(rev.signature, rows_from_body(body, rev.columns))
-        payload = json.dumps({"inputs": rows}).encode()
         started = time.perf_counter()
-        try:
-            predictions = await self._forward(route, rev, payload)
-        except ModelError:
-            latency = time.perf_counter() - started
-            rev.window.add(True, latency)
-            self._observe(route, rev, rows, None, latency, True)
-            raise
+        for attempt in range(3):
+            rev = route.pick(self.rng)
+            rows = validate_inputs(rev.signature, rows_from_body(body, rev.columns))
+            payload = json.dumps({"inputs": rows}).encode()
+            try:
+                predictions = await self._forward(route, rev, payload)
+                break
+            except _Rerouted:
+                route = self.routes.get(deployment_id) or route
+                if attempt == 2:
+                    raise Unavailable(
+                        f"Deployment {deployment_id!r} has no ready replica now"
+                    ) from None
+            except ModelError:
+                latency = time.perf_counter() - started
+                rev.window.add(True, latency)
+                self._observe(route, rev, rows, None, latency, True)
+                raise
+        else:  # pragma: no cover - the loop ends by break or raise
+            raise AssertionError("unreachable")
         latency = time.perf_counter() - started
         rev.window.add(False, latency)
         self._observe(route, rev, rows, predictions, latency, False)
@@ -773,6 +796,9 @@ class DeploymentController:
             if rev.replicas == 0 and rev.role == "stable":
                 await self._wake(route, rev)
                 continue
+            current = self.routes.get(route.deployment_id)
+            if current is None or all(r.id != rev.id for r in current.serving):
+                raise _Rerouted
             if time.monotonic() > deadline:
                 raise Unavailable(
                     f"No replica of version {rev.version} of deployment "

@@ -26,7 +26,9 @@ class Window:
 
     keep_seconds: float = 600.0
     events: deque[tuple[float, bool, float]] = field(default_factory=deque)
-    last_request: float = 0.0
+    #: When the last request came (at first: when the window was made, so that a new
+    #: deployment is not idle from its first moment).
+    last_request: float = field(default_factory=time.monotonic)
 
     def add(self, error: bool, latency: float) -> None:
         """Count one request answered (or failed) in ``latency`` seconds."""
