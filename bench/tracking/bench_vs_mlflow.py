@@ -95,10 +95,17 @@ def workload(server: Server, args: argparse.Namespace) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {server.token}"} if server.token else {}
     with httpx.Client(base_url=server.url, headers=headers, timeout=600) as http:
         started = time.perf_counter()
-        r = http.get(
-            "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "loss"}
-        )
-        points = len(r.raise_for_status().json()["metrics"])
+        points, token = 0, ""
+        while True:  # MLflow answers in one page, Inwire in pages of 25,000 (as the client)
+            params = {"run_id": run_id, "metric_key": "loss"}
+            if token:
+                params["page_token"] = token
+            page = http.get("/api/2.0/mlflow/metrics/get-history", params=params)
+            answer = page.raise_for_status().json()
+            points += len(answer.get("metrics", []))
+            token = answer.get("next_page_token", "")
+            if not token:
+                break
         out["history_http_s"] = time.perf_counter() - started
         body = {
             "experiment_ids": [exp],
