@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 from urllib.parse import parse_qsl, urlsplit
@@ -202,6 +203,8 @@ class _Connection:
 
 #: Seconds ``start`` waits for ``ray.init`` (which keeps retrying an unreachable cluster).
 CONNECT_TIMEOUT = 120.0
+#: Tries of a Ray Client connection whose session the cluster failed to set up.
+CONNECT_TRIES = 3
 
 
 async def _connect(address: str, wait: float) -> Any:
@@ -217,10 +220,19 @@ async def _connect(address: str, wait: float) -> Any:
 
     def connect() -> None:
         outcome: tuple[str, Any]
-        try:
-            outcome = ("ray", _Connection.acquire(address))
-        except BaseException as exc:
-            outcome = ("error", exc)
+        for attempt in range(1, CONNECT_TRIES + 1):
+            try:
+                outcome = ("ray", _Connection.acquire(address))
+                break
+            except ConnectionAbortedError as exc:
+                # Ray Client: the cluster could not set up this session's server (Ray
+                # disconnects cleanly first); another try usually gets one.
+                outcome = ("error", exc)
+                log.warning("Ray Client session at %s failed (try %d)", address, attempt)
+                time.sleep(2.0 * attempt)
+            except BaseException as exc:
+                outcome = ("error", exc)
+                break
         with lock:
             late = bool(box.get("abandoned"))
             if not late:
