@@ -222,6 +222,16 @@ async def test_shadow_mirrors_without_changing_responses(
     )
     assert report["latency_ms"]["shadow"]["p50"] is not None
     assert report["latency_ms"]["primary"]["p99"] >= report["latency_ms"]["primary"]["p50"]
+    # both versions' answers went to the monitoring recorder (the shadow's too)
+    seen: dict[str, int] = {}
+    for _ in range(100):
+        r = await client.get(f"/api/v1/deployments/{dep['id']}/monitoring", headers=auth("viewer"))
+        assert r.status_code == 200, r.text
+        seen = {v["version_id"]: v["requests"] for v in r.json()["data"]["versions"]}
+        if sum(seen.values()) >= 2 * len(sample):
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(seen.values()) == [len(sample), len(sample)], seen
     r = await client.post(f"/api/v1/deployments/{dep['id']}/rollback", headers=auth("member"))
     assert r.json()["data"]["status"] == "rolled_back"
     await wait_for(client, auth, dep["id"], lambda d: ready_replicas(d, 2) == 0)
