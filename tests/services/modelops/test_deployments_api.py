@@ -13,8 +13,10 @@ import pytest
 from deployments_helpers import FakeKubernetes, iris_version
 from fastapi import FastAPI
 from modelops_helpers import Auth
+from sqlalchemy import select
 
 from inwire.kit.testing.plugin import assert_error
+from inwire.services.modelops.db import OUTBOX
 from inwire.services.modelops.deployments import kubernetes
 from inwire.services.modelops.settings import ModelOpsSettings
 
@@ -117,7 +119,7 @@ async def test_kubernetes_without_api_url_renders_and_validates(
 
 
 async def test_kubernetes_apply_update_and_delete_through_the_api(
-    client: httpx.AsyncClient, auth: Auth, tmp_path: Path, fake_k8s: FakeKubernetes
+    client: httpx.AsyncClient, auth: Auth, tmp_path: Path, fake_k8s: FakeKubernetes, app: FastAPI
 ) -> None:
     await iris_version(client, auth, tmp_path)
     await iris_version(client, auth, tmp_path, new=False)
@@ -144,6 +146,14 @@ async def test_kubernetes_apply_update_and_delete_through_the_api(
     r = await client.delete(f"/api/v1/deployments/{dep['id']}", headers=auth("member"))
     assert r.status_code == 204
     assert fake_k8s.objects == {}
+    async with app.state.db.session(write=False) as session:
+        rows = await session.execute(select(OUTBOX.table.c.type).order_by(OUTBOX.table.c.seq))
+        types = [t for (t,) in rows if ".deployment." in t]
+    assert types == [
+        "inwire.modelops.deployment.created",
+        "inwire.modelops.deployment.rollout_started",
+        "inwire.modelops.deployment.deleted",
+    ]
     assert (await client.get(f"/api/v1/deployments/{dep['id']}", headers=auth("viewer"))).json()[
         "data"
     ]["status"] == "stopped"
