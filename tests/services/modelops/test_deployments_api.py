@@ -304,6 +304,11 @@ async def test_roles_organizations_list_and_filters(
             method, f"/api/v1/deployments/{ids[0]}{suffix}", json=body, headers=auth("viewer")
         )
         assert_error(r, 403)
+    for content in (b"not json", b"[1, 2]"):
+        r = await client.post(
+            f"/api/v1/deployments/{ids[0]}/predict", content=content, headers=auth("member")
+        )
+        assert_error(r, 400)
     # nothing rolling out: no traffic to set, nothing to promote or roll back
     for suffix, body in [("/traffic", {"weight": 20}), ("/promote", None), ("/rollback", None)]:
         r = await client.post(

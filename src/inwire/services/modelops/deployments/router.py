@@ -3,6 +3,7 @@ shadow comparison, delete, predict) and of clusters (the deployment targets)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, Query, Request, Response
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
 from inwire.kit.auth import Principal, require
 from inwire.kit.db import SessionDep
-from inwire.kit.errors import Unavailable
+from inwire.kit.errors import Invalid, Unavailable
 from inwire.services.modelops.deployments import actions, clusters, service
 from inwire.services.modelops.deployments.controller import DeploymentController
 from inwire.services.modelops.deployments.models import Deployment, DeploymentRevision
@@ -314,16 +315,34 @@ async def delete_deployment(
     return Response(status_code=204)
 
 
-@router.post("/{deployment_id}/predict")
+_PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": '`{"inputs": [{"column": value}, ...]}` (or columns, MLflow\'s '
+        "`dataframe_split`, `dataframe_records`, `instances`)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.post("/{deployment_id}/predict", openapi_extra=_PREDICT_BODY)
 async def predict(
-    deployment_id: str,
-    controller: ControllerDep,
-    who: Executor,
-    body: Annotated[dict[str, Any], Body(description='{"inputs": [{"column": value}, ...]}')],
+    deployment_id: str, request: Request, controller: ControllerDep, who: Executor
 ) -> dict[str, Any]:
     """Predict: inputs checked against the serving version's signature (400 naming the
     field), routed by the strategy's weights to a ready replica;
     `{"predictions", "version", "deployment"}`."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise Invalid(
+            "The body must be a JSON object", details=[{"field": "body", "message": "not JSON"}]
+        ) from None
+    if not isinstance(body, dict):
+        raise Invalid(
+            "The body must be a JSON object",
+            details=[{"field": "body", "message": "not an object"}],
+        )
     return await _need(controller).predict(who.org, deployment_id, body)
 
 
