@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from inwire.kit.db import Database
@@ -58,7 +59,10 @@ log = logging.getLogger(__name__)
 #: Seconds between polls of the deployments' generations.
 GENERATION_POLL = 2.0
 #: Errors of a connection that reached no model (or lost it): retried on another replica.
-RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+RETRYABLE = (aiohttp.ClientConnectionError,)
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class _Rerouted(Exception):
@@ -156,10 +160,8 @@ class DeploymentController:
         self._inflight_samples: dict[str, deque[tuple[float, int]]] = {}
         self._waking: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.deployment_predict_timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500),
-        )
+        #: The pooled client of the prediction path (made in ``start``, inside the loop).
+        self.client: aiohttp.ClientSession | None = None
         #: Tests swap in a fake Kubernetes API here (``httpx.MockTransport``).
         self.kube_transport: httpx.AsyncBaseTransport | None = None
 
@@ -167,6 +169,13 @@ class DeploymentController:
 
     async def start(self) -> None:
         """Supervise replicas, restore what was serving, and run the control loop."""
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.deployment_predict_timeout, sock_connect=5.0
+            ),
+            skip_auto_headers=("User-Agent",),
+        )
         await self.runtime.start()
         async with self.db.session(write=False) as session:
             generations = await service.live_generations(session)
@@ -181,7 +190,8 @@ class DeploymentController:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.runtime.close()
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.close()
 
     def _spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -812,37 +822,43 @@ class DeploymentController:
             replica = await self._replica(route, rev, tried)
             tried.add(replica.id)
             self.in_flight[replica.id] = self.in_flight.get(replica.id, 0) + 1
+            assert self.client is not None, "the controller is not started"
             try:
-                r = await self.client.post(
-                    replica.url + "/predict",
-                    content=payload,
-                    headers={"Content-Type": "application/json"},
-                )
+                async with self.client.post(
+                    replica.url + "/predict", data=payload, headers=_JSON
+                ) as r:
+                    status, raw = r.status, await r.read()
             except RETRYABLE as exc:
                 if attempt == 1:
                     continue
                 raise ModelError(
                     f"Version {rev.version}'s model server is unreachable: {exc}"
                 ) from exc
-            except httpx.TimeoutException as exc:
+            except TimeoutError as exc:
                 raise ModelError(f"Version {rev.version}'s model server timed out") from exc
             finally:
                 self.in_flight[replica.id] = self.in_flight.get(replica.id, 1) - 1
-            return self._answer(r, rev)
+            return self._answer(status, raw, rev)
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _answer(r: httpx.Response, rev: RevisionRoute) -> list[Any]:
+    def _answer(status: int, raw: bytes, rev: RevisionRoute) -> list[Any]:
         try:
-            body = r.json()
+            body = json.loads(raw)
         except ValueError:
             body = {}
-        if r.status_code == 200 and isinstance(body.get("predictions"), list):
+        if not isinstance(body, dict):
+            body = {}
+        if status == 200 and isinstance(body.get("predictions"), list):
             predictions: list[Any] = body["predictions"]
             return predictions
         error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else r.text[:500]
-        if r.status_code == 400 and isinstance(error, dict):
+        message = (
+            error.get("message")
+            if isinstance(error, dict)
+            else raw[:500].decode("utf-8", "replace")
+        )
+        if status == 400 and isinstance(error, dict):
             raise Invalid(
                 message or "Invalid input",
                 details=error.get("details") or [],
@@ -863,7 +879,7 @@ class DeploymentController:
         out: list[Any] | None = None
         try:
             out = await self._forward(route, shadow, payload)
-        except (InwireError, httpx.HTTPError):
+        except (InwireError, aiohttp.ClientError, TimeoutError):
             out = None
         latency = time.perf_counter() - started
         shadow.window.add(out is None, latency)
