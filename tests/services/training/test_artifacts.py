@@ -51,6 +51,15 @@ async def test_upload_streams_past_the_body_limit_and_downloads_back(
     stored = r.json()["data"]
     assert stored["path"] == "model/weights.bin"
     assert stored["size"] == size
+    # The same through the top-level route (run and path in the query).
+    top = await client.post(
+        "/api/v1/artifacts",
+        params={"run_id": rid, "path": "model/copy.bin"},
+        content=_chunks(size),
+        headers={**auth("member"), "Content-Type": "application/octet-stream"},
+    )
+    assert top.status_code == 201, top.text
+    assert top.json()["data"]["size"] == size
     expected = b"".join([c async for c in _chunks(size)])
     async with client.stream(
         "GET", f"/api/v1/runs/{rid}/artifacts/model/weights.bin", headers=auth("viewer")

@@ -32,7 +32,7 @@ JOB_TYPES: dict[str, str] = {
 #: Routes whose request body is an artifact file: exempt from ``max_body_bytes``, they
 #: stream to the object store and count against ``max_artifact_bytes`` instead.
 UPLOAD_ROUTES = re.compile(
-    r"/api/v1/runs/[^/]+/artifacts/.+|/api/2\.0/mlflow-artifacts/artifacts/.+"
+    r"/api/v1/runs/[^/]+/artifacts/.+|/api/v1/artifacts|/api/2\.0/mlflow-artifacts/artifacts/.+"
 )
 
 
