@@ -100,7 +100,10 @@ class LatestMetric(TrainingBase):
     """The latest value of one metric of a run, kept up to date on every write."""
 
     __tablename__ = "run_latest_metrics"
-    __table_args__ = (Index("ix_run_latest_metrics_key_value", "key", "value"),)
+    # No index on (key, value): a search filters and sorts the runs of some experiments,
+    # each by a primary-key lookup (run_id, key). With such an index PostgreSQL, before it
+    # has statistics of a freshly filled table, scans it for every run (1,000 runs: 220 ms
+    # instead of 4 ms).
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger)

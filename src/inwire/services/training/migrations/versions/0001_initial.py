@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 23:05:55.217207
+Create Date: 2026-11-26 23:57:27.088870
 """
 
 from collections.abc import Sequence
@@ -241,9 +241,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_run_latest_metrics")),
     )
-    with op.batch_alter_table("run_latest_metrics", schema=None) as batch_op:
-        batch_op.create_index("ix_run_latest_metrics_key_value", ["key", "value"], unique=False)
-
     op.create_table(
         "run_params",
         sa.Column("run_id", sa.String(length=40), nullable=False),
@@ -388,9 +385,6 @@ def downgrade() -> None:
     op.drop_table("tuning_jobs")
     op.drop_table("run_tags")
     op.drop_table("run_params")
-    with op.batch_alter_table("run_latest_metrics", schema=None) as batch_op:
-        batch_op.drop_index("ix_run_latest_metrics_key_value")
-
     op.drop_table("run_latest_metrics")
     op.drop_table("run_dataset_inputs")
     op.drop_table("metrics")
