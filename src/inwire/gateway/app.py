@@ -321,14 +321,16 @@ class Gateway:
                     )
                     stack.push_async_callback(limiter.close)
                 verifier = TokenVerifier(
-                    self._key_source(), issuer=settings.issuer, audience=settings.audience
+                    self._key_source(),
+                    issuer=settings.issuer,
+                    audience=settings.audience,
+                    cache_size=settings.token_cache_size,
                 )
                 authenticator = Authenticator(
                     verifier,
                     core,
                     cache_seconds=settings.api_key_cache_seconds,
                     cache_size=settings.api_key_cache_size,
-                    token_cache_size=settings.token_cache_size,
                 )
                 self.running = _Running(authenticator, limiter, transport, core)
                 try:

@@ -69,8 +69,8 @@ class _Cached:
 
 
 class Authenticator:
-    """Verifies JWTs (remembering valid ones until they expire) and exchanges API keys
-    (caching each exchange for a while)."""
+    """Verifies JWTs (the verifier remembers valid ones until they expire) and exchanges
+    API keys (caching each exchange for a while)."""
 
     def __init__(
         self,
@@ -79,7 +79,6 @@ class Authenticator:
         *,
         cache_seconds: float = 60.0,
         cache_size: int = 10_000,
-        token_cache_size: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.verifier = verifier
@@ -87,10 +86,7 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
         self._clock = clock
-        self.token_cache_size = token_cache_size
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        #: Verified JWTs until their expiry (wall clock, as ``exp`` is).
-        self._tokens: OrderedDict[str, _Cached] = OrderedDict()
         self._pending: dict[str, asyncio.Future[Identity]] = {}
 
     async def authenticate(self, credentials: Credentials) -> Identity:
@@ -101,23 +97,8 @@ class Authenticator:
         return await self._exchange(credentials.api_key)
 
     async def _verify(self, token: str) -> Identity:
-        # A client sends the same token for its whole life (at most 15 minutes), and
-        # checking it costs far more than the rest of the gateway's work (PyJWT validates
-        # the base64 alphabet character by character, then the EdDSA signature), so a
-        # verified token is remembered until it expires.
-        entry = self._tokens.get(token)
-        if entry is not None:
-            if entry.until > time.time():
-                self._tokens.move_to_end(token)
-                return entry.identity
-            del self._tokens[token]
         principal = await self.verifier.verify(token)
-        identity = Identity(principal, token, from_api_key=False)
-        if self.token_cache_size and principal.expires_at is not None:
-            self._tokens[token] = _Cached(identity, principal.expires_at.timestamp())
-            while len(self._tokens) > self.token_cache_size:
-                self._tokens.popitem(last=False)
-        return identity
+        return Identity(principal, token, from_api_key=False)
 
     def is_cached(self, api_key: str) -> bool:
         """Whether a fresh exchange of this key is cached (no call to Core needed)."""
