@@ -196,5 +196,8 @@ def test_dataset_to_synthetic_to_model_to_canary_to_production(tmp_path: Path) -
         history = ok(client.get(f"{MO}/models/iris/production-history"))
         assert [h["version"] for h in history] == [2]
 
+        # Deleting stops its model servers; the record stays, stopped, for its history.
         assert client.delete(dep).status_code == 204
-        assert client.get(dep).status_code == 404
+        assert ok(client.get(dep))["status"] == "stopped"
+        stopped = client.post(f"{dep}/predict", json={"inputs": [flower]})
+        assert stopped.status_code == 409, stopped.text
