@@ -62,15 +62,20 @@ async def test_replica_answers_batches_and_stops(
         bad = await client.post("/predict", json={"inputs": [{"sepal_length": 1.0}]})
         assert bad.status_code == 400
         assert bad.json()["error"]["details"][0]["field"] == "sepal_width"
-        answers = await asyncio.gather(
-            *(client.post("/predict", json={"inputs": [r]}) for r in records)
-        )
-        assert [a.json()["predictions"][0] for a in answers] == expected(records)
-        metrics = (await client.get("/metrics")).text
-    calls = metric(metrics, "inwire_model_batch_requests_count")
-    answered = metric(metrics, "inwire_model_batch_requests_sum")
-    assert answered == 61
-    assert calls < answered  # some model call answered several requests: batch size > 1
+        # Requests batch when they arrive while the model runs; how many do depends on the
+        # machine's timing, so a burst is sent again (up to five times) until one did.
+        for burst in range(1, 6):
+            answers = await asyncio.gather(
+                *(client.post("/predict", json={"inputs": [r]}) for r in records)
+            )
+            assert [a.json()["predictions"][0] for a in answers] == expected(records)
+            metrics = (await client.get("/metrics")).text
+            calls = metric(metrics, "inwire_model_batch_requests_count")
+            answered = metric(metrics, "inwire_model_batch_requests_sum")
+            assert answered == 1 + 60 * burst
+            if calls < answered:  # some model call answered several requests: batch size > 1
+                break
+        assert calls < answered
     await rt.stop_replica(replica.id)
     assert replica.state == "stopped"
     assert rt.replicas() == []
