@@ -38,12 +38,18 @@ TABLE = (
 
 
 async def dataset(
-    client: httpx.AsyncClient, auth: Auth, wait_job: WaitJob, *, org: str = "a"
+    client: httpx.AsyncClient,
+    auth: Auth,
+    wait_job: WaitJob,
+    *,
+    org: str = "a",
+    name: str = "customers.csv",
+    content: bytes = TABLE,
 ) -> dict[str, Any]:
-    """A dataset imported from ``TABLE`` (its import job finished)."""
+    """A dataset imported from ``content`` (``TABLE``; its import job finished)."""
     r = await client.post(
         "/api/v1/datasets",
-        files={"file": ("customers.csv", TABLE)},
+        files={"file": (name, content)},
         headers=auth("member", org=org),
     )
     assert r.status_code == 202, r.text

@@ -174,6 +174,20 @@ def checked_schema(schema: Schema | None, file_schema: Mapping[str, pl.DataType]
     ]
 
 
+@dataclass(frozen=True)
+class Publication:
+    """One version for `publish_versions` to publish (the arguments of `publish_version`)."""
+
+    data: pl.DataFrame | pl.LazyFrame | Path
+    schema: Schema | None
+    lineage: Lineage
+    dataset_id: str | None = None
+    new_dataset: NewDataset | None = None
+    slot: str = ""
+    description: str = ""
+    tags: Sequence[str] = ()
+
+
 async def publish_version(
     db: Database,
     store: ObjectStore,
@@ -199,30 +213,84 @@ async def publish_version(
     the same version. ``schema`` is checked against the data (``storage`` filled in);
     without one it is inferred from the column types.
     """
-    if (dataset_id is None) == (new_dataset is None):
-        raise ValueError("publish_version needs exactly one of dataset_id and new_dataset")
-    version_id = layout.derived_id("dsv", job_id, slot)
-    target_dataset = dataset_id or layout.derived_id("ds", job_id, slot)
+    item = Publication(data, schema, lineage, dataset_id, new_dataset, slot, description, tags)
+    published = await publish_versions(
+        db,
+        store,
+        org_id=org_id,
+        job_id=job_id,
+        created_by=created_by,
+        items=[item],
+        workdir=workdir,
+    )
+    return published[0]
 
+
+async def publish_versions(
+    db: Database,
+    store: ObjectStore,
+    *,
+    org_id: str,
+    job_id: str,
+    created_by: str,
+    items: Sequence[Publication],
+    workdir: Path,
+) -> list[VersionRef]:
+    """Publish several versions of one job all at once (each in its own ``slot``).
+
+    Every object is written first, then every row is inserted in one transaction, so
+    either all the versions become visible or none does (a multi-table generation never
+    shows a parent table without its children). Idempotent like `publish_version`.
+    """
+    for item in items:
+        if (item.dataset_id is None) == (item.new_dataset is None):
+            raise ValueError("publish_version needs exactly one of dataset_id and new_dataset")
     async with db.session(write=False) as session:
-        done = await VersionRepository(session, org_id).by_job(job_id, slot)
-        if done is not None:
-            return VersionRef.from_row(done)
-        if dataset_id is not None:
-            await DatasetRepository(session, org_id).get(dataset_id)
+        versions = VersionRepository(session, org_id)
+        done = [await versions.by_job(job_id, item.slot) for item in items]
+        if all(row is not None for row in done):
+            return [VersionRef.from_row(row) for row in done if row is not None]
+        for item in items:
+            if item.dataset_id is not None:
+                await DatasetRepository(session, org_id).get(item.dataset_id)
+    staged = [await _stage(store, org_id, job_id, created_by, item, workdir) for item in items]
+    for attempt in range(_NUMBER_RETRIES):
+        try:
+            async with db.session() as session:
+                return [
+                    await _insert_version(session, values, item.new_dataset)
+                    for values, item in zip(staged, items, strict=True)
+                ]
+        except IntegrityError:
+            # Another publisher took the number (PostgreSQL), or this job's row appeared.
+            if attempt == _NUMBER_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
-    parquet = _write_parquet(data, workdir / f"{version_id}.parquet")
+
+async def _stage(
+    store: ObjectStore,
+    org_id: str,
+    job_id: str,
+    created_by: str,
+    item: Publication,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Write and upload one version's Parquet; the values of its row (not inserted yet)."""
+    version_id = layout.derived_id("dsv", job_id, item.slot)
+    target_dataset = item.dataset_id or layout.derived_id("ds", job_id, item.slot)
+    parquet = _write_parquet(item.data, workdir / f"{version_id}.parquet")
     file_schema = pl.read_parquet_schema(parquet)
     if not file_schema:
         raise ValueError("a dataset version needs at least one column")
-    specs = checked_schema(schema, file_schema)
+    specs = checked_schema(item.schema, file_schema)
     import pyarrow.parquet as pq
 
     rows = int(pq.read_metadata(parquet).num_rows)
     key = layout.part_key(org_id, target_dataset, version_id)
     info = await store.put(key, stream_file(parquet), "application/vnd.apache.parquet")
-
-    values: dict[str, Any] = {
+    lineage = item.lineage
+    return {
         "id": version_id,
         "organization_id": org_id,
         "dataset_id": target_dataset,
@@ -231,26 +299,17 @@ async def publish_version(
         "columns": len(specs),
         "bytes": info.size,
         "files": [key],
-        "description": description,
-        "tags": list(tags),
+        "description": item.description,
+        "tags": list(item.tags),
         "source_kind": lineage.source_kind,
         "source": dict(lineage.source),
         "parent_version_id": lineage.parent_version_id,
         "recipe_id": lineage.recipe_id,
         "generator_id": lineage.generator_id,
         "job_id": job_id,
-        "job_slot": slot,
+        "job_slot": item.slot,
         "created_by": created_by,
     }
-    for attempt in range(_NUMBER_RETRIES):
-        try:
-            async with db.session() as session:
-                return await _insert_version(session, values, new_dataset)
-        except IntegrityError:
-            # Another publisher took the number (PostgreSQL), or this job's row appeared.
-            if attempt == _NUMBER_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _insert_version(
@@ -429,4 +488,16 @@ class JobData:
             slot=slot,
             description=description,
             tags=tags,
+        )
+
+    async def publish_many(self, items: Sequence[Publication]) -> list[VersionRef]:
+        """Publish several versions at once, all or none (see ``publish_versions``)."""
+        return await publish_versions(
+            self.db,
+            self.store,
+            org_id=self.org_id,
+            job_id=self.job_id,
+            created_by=self.created_by,
+            items=items,
+            workdir=self.workdir,
         )

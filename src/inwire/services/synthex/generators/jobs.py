@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -22,9 +22,13 @@ import polars as pl
 from inwire.kit.db.base import utcnow
 from inwire.kit.errors import InwireError, NotFound
 from inwire.kit.jobs.context import JobContext, JobFailed
+from inwire.services.synthex.data.versions import Lineage, NewDataset, VersionRef
 from inwire.services.synthex.evaluations.engine import EvaluationError, evaluate
 from inwire.services.synthex.evaluations.store import save_report
 from inwire.services.synthex.schema import Schema
+
+if TYPE_CHECKING:
+    from inwire.services.synthex.data import JobData
 
 #: Progress milestones: reading, fitting, sampling, publishing, evaluating.
 FIT, SAMPLE, PUBLISH, EVALUATE = 0.1, 0.55, 0.7, 0.8
@@ -88,7 +92,7 @@ def synthesize(
 
 async def generate(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]:
     """Make the run recorded for this job; see the module docstring."""
-    from inwire.services.synthex.data import JobData, Lineage, NewDataset
+    from inwire.services.synthex.data import JobData
     from inwire.services.synthex.datasets.repository import DatasetRepository
     from inwire.services.synthex.generators.repository import (
         GenerationRepository,
@@ -123,7 +127,9 @@ async def generate(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]
                 "conditions": run.conditions,
                 "holdout": run.holdout,
                 "evaluate": run.evaluate,
+                "relations": run.relations or [],
             }
+            outputs = {r["dataset_id"]: r.get("output_dataset_id") for r in generator.relations}
             source_id = run.source_version_id
         try:
             version = await data.version(source_id)
@@ -138,41 +144,25 @@ async def generate(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]
             f"{snapshot['method']} learns {train.height:,} rows"
             + (f", {holdout.height:,} held out for the evaluation" if holdout is not None else "")
         )
+        if snapshot["relations"]:
+            from inwire.services.synthex.generators.multitable_job import generate_tables
+
+            return await generate_tables(
+                ctx, data, version, train, holdout, snapshot, output_dataset, outputs, name
+            )
         ctx.progress(FIT, f"fitting {snapshot['method']}")
-        rows, stats, privacy = await _guarded(
+        rows, stats, privacy = await guarded(
             ctx, lambda: synthesize(train, holdout, version.schema, snapshot, ctx)
         )
         ctx.raise_if_cancelled()
 
         ctx.progress(PUBLISH, "publishing the synthetic version")
-        lineage = Lineage(
-            "generator",
-            source={
-                "generation_id": snapshot["generation_id"],
-                "method": snapshot["method"],
-                "params": snapshot["params"],
-                "constraints": snapshot["constraints"],
-                "rows": snapshot["rows"],
-                "seed": snapshot["seed"],
-                "conditions": snapshot["conditions"],
-                "source_dataset_id": version.dataset_id,
-                "source_version_id": version.id,
-            },
-            parent_version_id=version.id,
-            generator_id=snapshot["generator_id"],
-        )
         published = await data.publish(
             rows,
             schema=version.schema,
-            lineage=lineage,
+            lineage=lineage(snapshot, version),
             dataset_id=output_dataset,
-            new_dataset=None
-            if output_dataset
-            else NewDataset(
-                name=f"{name} (synthetic)"[:200],
-                description=f"Synthetic data made by generator {snapshot['generator_id']}",
-                tags=("synthetic",),
-            ),
+            new_dataset=None if output_dataset else new_dataset(name, snapshot),
             description=f"{snapshot['rows']:,} rows by {snapshot['method']}",
         )
         ctx.log(f"published version {published.number} of dataset {published.dataset_id}")
@@ -180,38 +170,11 @@ async def generate(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]
         evaluation = None
         if snapshot["evaluate"]:
             ctx.progress(EVALUATE, "evaluating quality and privacy")
-            evaluation = await _evaluation(ctx, train, rows, holdout, version.schema, snapshot)
+            evaluation = await evaluation_of(ctx, train, rows, holdout, version.schema, snapshot)
         if evaluation is not None:
-            # Filed as an evaluation too, so /api/v1/evaluations?synthetic_version_id=… finds
-            # it beside the ones users ask for (idempotent per job).
-            evaluation_id = await save_report(
-                data,
-                evaluation,
-                real_version=version,
-                synthetic_version=published,
-                holdout_share=snapshot["holdout"] if holdout is not None else None,
-                seed=snapshot["seed"],
-                generator_id=snapshot["generator_id"],
-            )
-            ctx.log(f"evaluation {evaluation_id} filed")
-
-        async with data.db.session() as session:
-            run = await GenerationRepository(session, ctx.organization_id).get_or_none(
-                snapshot["generation_id"]
-            )
-            if run is None:
-                return {"generation_id": None, "version_id": published.id, "note": "deleted"}
-            run.output_dataset_id = published.dataset_id
-            run.output_version_id = published.id
-            run.evaluation = evaluation
-            run.privacy = privacy
-            run.stats = stats
-            run.completed_at = utcnow()
-            generator = await GeneratorRepository(session, ctx.organization_id).get_or_none(
-                snapshot["generator_id"]
-            )
-            if generator is not None and generator.output_dataset_id is None:
-                generator.output_dataset_id = published.dataset_id
+            await file_report(ctx, data, evaluation, version, published, holdout, snapshot)
+        if not await finish(ctx, data, snapshot, published, evaluation, privacy, stats):
+            return {"generation_id": None, "version_id": published.id, "note": "deleted"}
         ctx.progress(1.0, "done")
         return {
             "generation_id": snapshot["generation_id"],
@@ -222,7 +185,108 @@ async def generate(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]
         }
 
 
-async def _guarded(ctx: JobContext, work: Callable[[], Any]) -> Any:
+async def file_report(
+    ctx: JobContext,
+    data: JobData,
+    evaluation: dict[str, Any],
+    version: VersionRef,
+    published: VersionRef,
+    holdout: pl.DataFrame | None,
+    snapshot: dict[str, Any],
+) -> None:
+    """File the run's report as an evaluation too, so /api/v1/evaluations?synthetic_version_id=…
+    finds it beside the ones users ask for (idempotent per job)."""
+    evaluation_id = await save_report(
+        data,
+        evaluation,
+        real_version=version,
+        synthetic_version=published,
+        holdout_share=snapshot["holdout"] if holdout is not None else None,
+        seed=snapshot["seed"],
+        generator_id=snapshot["generator_id"],
+    )
+    ctx.log(f"evaluation {evaluation_id} filed")
+
+
+async def finish(
+    ctx: JobContext,
+    data: JobData,
+    snapshot: dict[str, Any],
+    published: VersionRef,
+    evaluation: dict[str, Any] | None,
+    privacy: dict[str, Any] | None,
+    stats: dict[str, Any],
+    tables: list[dict[str, Any]] | None = None,
+    child_outputs: dict[str, str] | None = None,
+) -> bool:
+    """Store the run's results, and the output datasets on its generator (the parent's,
+    and ``child_outputs``: child dataset → output dataset); False if the run was deleted."""
+    from inwire.services.synthex.generators.repository import (
+        GenerationRepository,
+        GeneratorRepository,
+    )
+
+    async with data.db.session() as session:
+        run = await GenerationRepository(session, ctx.organization_id).get_or_none(
+            snapshot["generation_id"]
+        )
+        if run is None:
+            return False
+        run.output_dataset_id = published.dataset_id
+        run.output_version_id = published.id
+        run.evaluation = evaluation
+        run.privacy = privacy
+        run.stats = stats
+        run.tables = tables or []
+        run.completed_at = utcnow()
+        generator = await GeneratorRepository(session, ctx.organization_id).get_or_none(
+            snapshot["generator_id"]
+        )
+        if generator is not None and generator.output_dataset_id is None:
+            generator.output_dataset_id = published.dataset_id
+        if generator is not None and child_outputs:
+            # A new list: the JSON column is saved when it is assigned, not mutated.
+            generator.relations = [
+                {**r, "output_dataset_id": child_outputs.get(r["dataset_id"])}
+                if r["dataset_id"] in child_outputs
+                else r
+                for r in generator.relations
+            ]
+    return True
+
+
+def lineage(snapshot: dict[str, Any], version: VersionRef, **more: Any) -> Lineage:
+    """The lineage of a version a run publishes from ``version`` (``more``: details of a
+    child table)."""
+    return Lineage(
+        "generator",
+        source={
+            "generation_id": snapshot["generation_id"],
+            "method": snapshot["method"],
+            "params": snapshot["params"],
+            "constraints": snapshot["constraints"],
+            "rows": snapshot["rows"],
+            "seed": snapshot["seed"],
+            "conditions": snapshot["conditions"],
+            "source_dataset_id": version.dataset_id,
+            "source_version_id": version.id,
+            **more,
+        },
+        parent_version_id=version.id,
+        generator_id=snapshot["generator_id"],
+    )
+
+
+def new_dataset(name: str, snapshot: dict[str, Any]) -> NewDataset:
+    """The output dataset a generator's first run makes for the table ``name``."""
+    return NewDataset(
+        name=f"{name} (synthetic)"[:200],
+        description=f"Synthetic data made by generator {snapshot['generator_id']}",
+        tags=("synthetic",),
+    )
+
+
+async def guarded(ctx: JobContext, work: Callable[[], Any]) -> Any:
     """Run ``work`` in a thread; a cancel becomes the job's cancel, and bad input (a 4xx
     error: constraints the data breaks, conditions no row meets) fails without retries."""
     try:
@@ -235,7 +299,7 @@ async def _guarded(ctx: JobContext, work: Callable[[], Any]) -> Any:
         raise
 
 
-async def _evaluation(
+async def evaluation_of(
     ctx: JobContext,
     train: pl.DataFrame,
     synthetic: pl.DataFrame,

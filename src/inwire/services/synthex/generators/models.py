@@ -7,7 +7,9 @@ changes what a queued or finished run did. Its status is its job's until the job
 the result (``completed_at``), like profiles.
 
 The synthetic rows are a new dataset version (``output_version_id``), published into the
-generator's output dataset with lineage (generator, source version, job). A version pinned
+generator's output dataset with lineage (generator, source version, job). A generator with
+``relations`` also makes its child tables, each into an output dataset of its own
+(``Generation.tables``). A version pinned
 by a generator blocks deleting that version unless forced (then the pin is cleared); the
 generations of a deleted source version go with it.
 """
@@ -46,6 +48,10 @@ class Generator(SynthexBase, TenantMixin, TimestampMixin):
     )
     #: The dataset synthetic versions are published to (made by the first run).
     output_dataset_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    #: Child tables generated with the source (see ``generators.multitable``): dicts of
+    #: dataset_id, version_id, foreign_key, parent_key, parent_columns, method, params and
+    #: output_dataset_id (made by the first run).
+    relations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(100))
 
 
@@ -71,6 +77,8 @@ class Generation(SynthexBase, TenantMixin):
     #: Share of the source held out of the fit for the evaluation (0: fit on every row).
     holdout: Mapped[float] = mapped_column(default=0.2)
     evaluate: Mapped[bool] = mapped_column(default=True)
+    #: The generator's relations when the run started, each with its child version pinned.
+    relations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # -- results ---------------------------------------------------------------------------
     output_dataset_id: Mapped[str | None] = mapped_column(String(40), default=None)
     output_version_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
@@ -80,6 +88,9 @@ class Generation(SynthexBase, TenantMixin):
     privacy: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     #: Timings and facts of the run (fit and sample seconds, rows fitted).
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: With relations: one entry per table made (the parent first), with its output
+    #: version, rows, evaluation and, for a child, referential integrity and cardinality.
+    tables: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Response
+from fastapi import Depends, Request, Response
 
 from inwire.kit.api import APIRouter, Item, ListQuery, Page, list_params
 from inwire.kit.auth import Principal, require
 from inwire.kit.db import SessionDep
 from inwire.kit.jobs import JobOut, JobsDep
 from inwire.kit.jobs.router import IdempotencyKeyDep
+from inwire.kit.storage import StorageDep
 from inwire.services.synthex.generators import service
 from inwire.services.synthex.generators.models import Generation, Generator
 from inwire.services.synthex.generators.schemas import (
@@ -31,6 +32,14 @@ Creator = Annotated[Principal, require("generators:create")]
 Updater = Annotated[Principal, require("generators:update")]
 Deleter = Annotated[Principal, require("generators:delete")]
 Runner = Annotated[Principal, require("generators:execute")]
+
+
+def _access(request: Request, store: StorageDep) -> service.DataAccess:
+    """The store and settings validating relations reads a parent's key with."""
+    return service.DataAccess(store, request.app.state.settings)
+
+
+AccessDep = Annotated[service.DataAccess, Depends(_access)]
 
 _generators_query = list_params(
     ("created_at", "updated_at", "name", "method"),
@@ -64,6 +73,11 @@ def _run(row: Generation, state: dict[str, Any], *, full: bool = False) -> Gener
         output_dataset_id=row.output_dataset_id,
         output_version_id=row.output_version_id,
         stats=row.stats or {},
+        relations=row.relations or [],
+        tables=[
+            t if full else {k: v for k, v in t.items() if k != "evaluation"}
+            for t in row.tables or []
+        ],
         privacy=row.privacy,
         evaluation=row.evaluation if full else None,
         created_by=row.created_by,
@@ -98,9 +112,12 @@ async def list_methods(who: Reader) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=Item[GeneratorOut])
-async def create_generator(body: GeneratorIn, session: SessionDep, who: Creator) -> dict[str, Any]:
-    """Create a generator: source dataset, method, validated parameters and constraints."""
-    return {"data": _generator(await service.create_generator(session, who, body))}
+async def create_generator(
+    body: GeneratorIn, session: SessionDep, access: AccessDep, who: Creator
+) -> dict[str, Any]:
+    """Create a generator: source dataset, method, validated parameters, constraints and
+    child tables (relations)."""
+    return {"data": _generator(await service.create_generator(session, who, body, access))}
 
 
 @router.get("", response_model=Page[GeneratorOut])
@@ -120,10 +137,10 @@ async def get_generator(generator_id: str, session: SessionDep, who: Reader) -> 
 
 @router.patch("/{generator_id}", response_model=Item[GeneratorOut])
 async def update_generator(
-    generator_id: str, body: GeneratorUpdate, session: SessionDep, who: Updater
+    generator_id: str, body: GeneratorUpdate, session: SessionDep, access: AccessDep, who: Updater
 ) -> dict[str, Any]:
     """Change a generator; runs already started keep the configuration they had."""
-    row = await service.update_generator(session, who, generator_id, body)
+    row = await service.update_generator(session, who, generator_id, body, access)
     return {"data": _generator(row)}
 
 

@@ -24,6 +24,61 @@ MethodName = Annotated[str, Field(min_length=1, max_length=40, examples=["gaussi
 MAX_ROWS = 50_000_000
 
 
+def _pin(what: str) -> Any:
+    """The field pinning a version of ``what`` (None: its latest at each run)."""
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description=f"Pin a version of the {what}; default: its latest at each run",
+    )
+
+
+#: The most child tables one generator makes.
+MAX_RELATIONS = 10
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class RelationIn(BaseModel):
+    """A child table generated with the generator's source (its parent) through a key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=40, description="The child dataset")
+    version_id: str | None = _pin("child")
+    foreign_key: ColumnName = Field(description="The child's column naming its parent row")
+    parent_key: ColumnName = Field(
+        description="The parent's column the foreign key refers to (unique in the parent)"
+    )
+    parent_columns: list[ColumnName] | None = Field(
+        default=None,
+        max_length=10,
+        description="Parent columns the child rows are conditioned on; default: the "
+        "parent's categorical and boolean columns with at most 20 values (up to 3)",
+    )
+    method: MethodName | None = Field(
+        default=None, description="The child's method; default: the generator's"
+    )
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="The child method's parameters; default: the generator's (when "
+        "method is not given either) or the method's defaults",
+    )
+
+
+class RelationOut(WireModel):
+    """A child table of a generator."""
+
+    dataset_id: str
+    version_id: str | None
+    foreign_key: str
+    parent_key: str
+    parent_columns: list[str] | None
+    method: str | None = Field(description="None: the generator's method")
+    params: dict[str, Any] | None = Field(description="None: the generator's parameters")
+    output_dataset_id: str | None = None
+
+
 class GeneratorIn(BaseModel):
     """A new generator: which data to learn from, which method, which rules."""
 
@@ -32,17 +87,17 @@ class GeneratorIn(BaseModel):
     name: GeneratorName
     description: Description = ""
     dataset_id: str = Field(min_length=1, max_length=40, description="The source dataset")
-    version_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=40,
-        description="Pin a version of the source; default: its latest at each run",
-    )
+    version_id: str | None = _pin("source")
     method: MethodName = "gaussian_copula"
     params: dict[str, Any] = Field(
         default_factory=dict, description="The method's parameters (see GET /generators/methods)"
     )
     constraints: list[Constraint] = Field(default_factory=list, max_length=100)
+    relations: list[RelationIn] = Field(
+        default_factory=list,
+        max_length=MAX_RELATIONS,
+        description="Child tables generated with the source, joined by foreign keys",
+    )
 
 
 class GeneratorUpdate(PatchModel):
@@ -57,6 +112,9 @@ class GeneratorUpdate(PatchModel):
     method: MethodName | None = None
     params: dict[str, Any] | None = None
     constraints: list[Constraint] | None = Field(default=None, max_length=100)
+    relations: list[RelationIn] | None = Field(
+        default=None, max_length=MAX_RELATIONS, description="Replace the child tables"
+    )
 
 
 class GeneratorOut(WireModel):
@@ -70,6 +128,7 @@ class GeneratorOut(WireModel):
     method: str
     params: dict[str, Any]
     constraints: list[dict[str, Any]]
+    relations: list[RelationOut] = Field(default_factory=list)
     output_dataset_id: str | None
     created_by: str
     created_at: datetime
@@ -129,6 +188,15 @@ class GenerationOut(WireModel):
     output_dataset_id: str | None = None
     output_version_id: str | None = None
     stats: dict[str, Any] = Field(default_factory=dict)
+    relations: list[dict[str, Any]] = Field(
+        default_factory=list, description="The child tables of the run (versions pinned)"
+    )
+    tables: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="With relations: each table made (parent first): output dataset, "
+        "version and rows; children add referential integrity, cardinality and (GET of "
+        "one generation) their evaluation report",
+    )
     privacy: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = Field(
         default=None, description="The evaluation report (GET of one generation)"

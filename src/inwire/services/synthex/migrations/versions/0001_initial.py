@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 19:00:57.936596
+Create Date: 2026-11-27 02:13:49.203374
 """
 
 from collections.abc import Sequence
@@ -341,6 +341,7 @@ def upgrade() -> None:
         sa.Column("dataset_id", sa.String(length=40), nullable=False),
         sa.Column("version_id", sa.String(length=40), nullable=True),
         sa.Column("output_dataset_id", sa.String(length=40), nullable=True),
+        sa.Column("relations", sa.JSON(), nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=False),
         sa.Column("organization_id", sa.String(length=40), nullable=False),
         sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
@@ -420,11 +421,13 @@ def upgrade() -> None:
         sa.Column("conditions", sa.JSON(), nullable=False),
         sa.Column("holdout", sa.Double(), nullable=False),
         sa.Column("evaluate", sa.Boolean(), nullable=False),
+        sa.Column("relations", sa.JSON(), nullable=False),
         sa.Column("output_dataset_id", sa.String(length=40), nullable=True),
         sa.Column("output_version_id", sa.String(length=40), nullable=True),
         sa.Column("evaluation", sa.JSON(), nullable=True),
         sa.Column("privacy", sa.JSON(), nullable=True),
         sa.Column("stats", sa.JSON(), nullable=False),
+        sa.Column("tables", sa.JSON(), nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=False),
         sa.Column("created_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("completed_at", inwire.kit.db.base.UTCDateTime(timezone=True), nullable=True),
