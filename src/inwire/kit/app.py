@@ -23,6 +23,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inwire import __version__
@@ -268,6 +269,14 @@ class RequestContextMiddleware:
                 request_id_var.reset(token)
 
 
+async def send_error(send: Send, exc: InwireError) -> None:
+    """Answer ``exc`` in the error envelope from raw ASGI code (a ``middleware`` of
+    ``create_service_app`` that serves a route itself)."""
+    await _send_json(
+        send, error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    )
+
+
 async def _send_json(send: Send, response: Response) -> None:
     await send(
         {
@@ -292,6 +301,7 @@ def create_service_app(
     key_source: KeySource | None = None,
     body_limit_exempt: Sequence[str | re.Pattern[str]] = (),
     storage: bool = False,
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Build a service app. ``routers`` are mounted under ``/api/v1``, ``root_routers`` at ``/``.
 
@@ -301,7 +311,10 @@ def create_service_app(
     ``storage=True`` opens the object store at ``settings.storage_url`` (``StorageDep``)
     and adds it to the readiness checks. ``body_limit_exempt`` lists routes whose bodies
     the route limits itself (uploads): a string is a path prefix, a compiled pattern must
-    match the whole path.
+    match the whole path. ``middleware`` (raw ASGI, first listed outermost) runs inside the
+    kit's request context (request id, span, metrics, access log, body limit) and outside
+    FastAPI's routing: a data-plane route that must not pay for dependency solving serves
+    itself there (ModelOps' predict).
     """
     service = settings.service
     metrics = ServiceMetrics(service)
@@ -357,6 +370,10 @@ def create_service_app(
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
+    # Starlette puts each added middleware outside those added before it: these first, so
+    # that the request context below wraps them.
+    for inner in reversed(middleware):
+        app.add_middleware(inner.cls, *inner.args, **inner.kwargs)
     if settings.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

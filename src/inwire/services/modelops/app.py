@@ -11,12 +11,14 @@ from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from inwire.kit.app import create_service_app
 from inwire.kit.events import OutboxRelay, open_event_bus
 from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
 from inwire.kit.storage import open_object_store
 from inwire.services.modelops.db import JOB_TABLES, OUTBOX
+from inwire.services.modelops.deployments.fastpath import PredictFastPath
 from inwire.services.modelops.settings import ModelOpsSettings
 from inwire.services.modelops.tables import CONCEPTS
 
@@ -85,6 +87,7 @@ def create_app(
         lifespan=lifespan,
         storage=True,
         body_limit_exempt=[UPLOAD_ROUTES],
+        middleware=[Middleware(PredictFastPath)],
     )
     app.state.jobs = JobService(JOB_TABLES, job_registry())
     app.state.peers = peers

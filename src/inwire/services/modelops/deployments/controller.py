@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 
 from inwire.kit.db import Database
 from inwire.kit.errors import Conflict, Invalid, InwireError, NotFound, Unavailable
 from inwire.kit.storage import ObjectStore
 from inwire.services.modelops.deployments import service
+from inwire.services.modelops.deployments.hop import Hop, HopError
 from inwire.services.modelops.deployments.models import Deployment, DeploymentRevision
 from inwire.services.modelops.deployments.schemas import Autoscaling, StrategyParams
 from inwire.services.modelops.deployments.stats import ShadowRecord, Window, compare, shadow_summary
@@ -59,10 +59,6 @@ log = logging.getLogger(__name__)
 #: Seconds between polls of the deployments' generations.
 GENERATION_POLL = 2.0
 #: Errors of a connection that reached no model (or lost it): retried on another replica.
-RETRYABLE = (aiohttp.ClientConnectionError,)
-
-
-_JSON = {"Content-Type": "application/json"}
 
 
 class _Rerouted(Exception):
@@ -160,8 +156,8 @@ class DeploymentController:
         self._inflight_samples: dict[str, deque[tuple[float, int]]] = {}
         self._waking: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
-        #: The pooled client of the prediction path (made in ``start``, inside the loop).
-        self.client: aiohttp.ClientSession | None = None
+        #: The pooled client of the prediction path.
+        self.hop = Hop(timeout=settings.deployment_predict_timeout)
         #: Tests swap in a fake Kubernetes API here (``httpx.MockTransport``).
         self.kube_transport: httpx.AsyncBaseTransport | None = None
 
@@ -169,13 +165,6 @@ class DeploymentController:
 
     async def start(self) -> None:
         """Supervise replicas, restore what was serving, and run the control loop."""
-        self.client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(
-                total=self.settings.deployment_predict_timeout, sock_connect=5.0
-            ),
-            skip_auto_headers=("User-Agent",),
-        )
         await self.runtime.start()
         async with self.db.session(write=False) as session:
             generations = await service.live_generations(session)
@@ -190,8 +179,7 @@ class DeploymentController:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.runtime.close()
-        if self.client is not None:
-            await self.client.close()
+        await self.hop.close()
 
     def _spawn(self, coro: Any, name: str | None = None) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -822,13 +810,9 @@ class DeploymentController:
             replica = await self._replica(route, rev, tried)
             tried.add(replica.id)
             self.in_flight[replica.id] = self.in_flight.get(replica.id, 0) + 1
-            assert self.client is not None, "the controller is not started"
             try:
-                async with self.client.post(
-                    replica.url + "/predict", data=payload, headers=_JSON
-                ) as r:
-                    status, raw = r.status, await r.read()
-            except RETRYABLE as exc:
+                status, raw = await self.hop.post(replica.url, "/predict", payload)
+            except HopError as exc:
                 if attempt == 1:
                     continue
                 raise ModelError(
@@ -879,7 +863,7 @@ class DeploymentController:
         out: list[Any] | None = None
         try:
             out = await self._forward(route, shadow, payload)
-        except (InwireError, aiohttp.ClientError, TimeoutError):
+        except (InwireError, HopError, TimeoutError):
             out = None
         latency = time.perf_counter() - started
         shadow.window.add(out is None, latency)

@@ -115,17 +115,17 @@ TagQ = Annotated[
 ]
 
 
-def _settings(request: Request) -> ModelOpsSettings:
+async def _settings(request: Request) -> ModelOpsSettings:
     settings: ModelOpsSettings = request.app.state.settings
     return settings
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def _training_store(request: Request) -> ObjectStore:
+async def _training_store(request: Request) -> ObjectStore:
     store: ObjectStore = request.app.state.training_store
     return store
 
