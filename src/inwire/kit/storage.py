@@ -1310,7 +1310,7 @@ def open_object_store(url: str) -> ObjectStore:
     )
 
 
-def get_storage(request: Request) -> ObjectStore:
+async def get_storage(request: Request) -> ObjectStore:
     """The app's object store (opened by ``create_service_app(storage=True)``)."""
     store: ObjectStore = request.app.state.storage
     return store

@@ -99,7 +99,7 @@ def is_internal(presented: str | None, settings: ServiceSettings) -> bool:
     return hmac.compare_digest(presented.encode(), internal_secret(settings).encode())
 
 
-def _require_internal(request: Request) -> None:
+async def _require_internal(request: Request) -> None:
     settings: ServiceSettings = request.app.state.settings
     if not is_internal(request.headers.get(INTERNAL_HEADER), settings):
         raise Forbidden(

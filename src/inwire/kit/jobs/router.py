@@ -105,7 +105,7 @@ async def read_logs(
     )
 
 
-def get_jobs(request: Request) -> JobService:
+async def get_jobs(request: Request) -> JobService:
     """The service's ``JobService`` (``app.state.jobs``)."""
     jobs = getattr(request.app.state, "jobs", None)
     if not isinstance(jobs, JobService):

@@ -31,13 +31,13 @@ class CoreContext:
     mailer: Mailer
 
 
-def get_core(request: Request) -> CoreContext:
+async def get_core(request: Request) -> CoreContext:
     """The app's Core context."""
     core: CoreContext = request.app.state.core
     return core
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     """The caller's address and user agent."""
     ip = request.client.host if request.client else ""
     return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent", ""))

@@ -30,7 +30,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _query = list_params(("created_at", "name"), filters={"enabled": bool})
 
 
-def idp_http(request: Request) -> service.ClientFactory:
+async def idp_http(request: Request) -> service.ClientFactory:
     """HTTP clients for identity providers; ``app.state.sso_http_transport`` overrides."""
     return service.http_client_factory(getattr(request.app.state, "sso_http_transport", None))
 

@@ -76,7 +76,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def get_settings(request: Request) -> SynthexSettings:
+async def get_settings(request: Request) -> SynthexSettings:
     """Synthex's settings."""
     settings: SynthexSettings = request.app.state.settings
     return settings

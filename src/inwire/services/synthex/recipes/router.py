@@ -40,7 +40,7 @@ _recipes_query = list_params(
 _versions_query = list_params(("number", "created_at"), filters={"created_by": str})
 
 
-def _settings(request: Request) -> SynthexSettings:
+async def _settings(request: Request) -> SynthexSettings:
     settings: SynthexSettings = request.app.state.settings
     return settings
 

@@ -68,7 +68,7 @@ _SORT_TERMS = {
 }
 
 
-def _settings(request: Request) -> TrainingSettings:
+async def _settings(request: Request) -> TrainingSettings:
     settings: TrainingSettings = request.app.state.settings
     return settings
 

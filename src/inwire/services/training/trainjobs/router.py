@@ -46,7 +46,7 @@ Listing = Annotated[ListQuery, Depends(_query)]
 FOLLOW_POLL_SECONDS = 0.25
 
 
-def _settings(request: Request) -> TrainingSettings:
+async def _settings(request: Request) -> TrainingSettings:
     settings: TrainingSettings = request.app.state.settings
     return settings
 
