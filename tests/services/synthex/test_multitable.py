@@ -7,19 +7,33 @@ publishes the parent and every child as new versions with lineage, every child r
 to a synthetic parent (referential integrity counted on the downloaded rows), children per
 parent follow the parent's attributes and the child's columns its parent's, the
 generation reports integrity, cardinality and per-table evaluations; the same seed gives
-the same tables; a failed run publishes no table.
+the same tables; a failed run publishes no table (the versions of a run are published all
+or none), and a run whose source version no longer
+has a unique key fails saying so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import polars as pl
+import pytest
 from test_generators import dataset, generated, new_generator, rows_of
 
-from inwire.kit.testing.plugin import assert_error
+from inwire.kit.db.engine import Database
+from inwire.kit.storage import open_object_store
+from inwire.kit.testing.plugin import assert_error, identity
+from inwire.services.synthex.data.versions import (
+    Lineage,
+    NewDataset,
+    Publication,
+    publish_versions,
+)
+from inwire.services.synthex.schema import ColumnSpec, ColumnType
 
 Auth = Callable[..., dict[str, str]]
 WaitJob = Callable[..., Any]
@@ -256,3 +270,54 @@ async def test_a_failed_run_publishes_no_table(
     assert run["data"][0]["tables"] == []
     datasets = await client.get("/api/v1/datasets?per_page=100", headers=auth())
     assert {d["id"] for d in datasets.json()["data"]} == {customers["id"], orders["id"]}
+
+    # A new source version whose key repeats: the run reads it, checks it and fails once.
+    twice = pl.DataFrame(CUSTOMERS + CUSTOMERS[:3]).write_csv().encode()
+    r = await client.post(
+        f"/api/v1/datasets/{customers['id']}/versions",
+        files={"file": ("customers.csv", twice)},
+        headers=auth("member"),
+    )
+    assert r.status_code == 202, r.text
+    assert (await wait_job(r.json()["data"]["job"]["id"]))["status"] == "succeeded"
+    r = await client.post(
+        f"/api/v1/generators/{gen['id']}/generate", json={"rows": 10}, headers=auth("member")
+    )
+    job = await wait_job(r.json()["data"]["job"]["id"])
+    assert job["status"] == "failed", job
+    assert job["attempts"] == 1
+    assert "not unique" in job["error"], job
+    datasets = await client.get("/api/v1/datasets?per_page=100", headers=auth())
+    assert datasets.json()["meta"]["total"] == 2
+
+
+async def test_the_versions_of_one_run_are_published_all_or_none(
+    client: httpx.AsyncClient, auth: Auth, synthex_settings: Any, tmp_path: Path
+) -> None:
+    org = identity("member", "a").org_id
+    db = Database(synthex_settings.database_url, schema=synthex_settings.database_schema)
+    store = open_object_store(synthex_settings.storage_url)
+    parent = Publication(
+        pl.DataFrame({"a": [1, 2]}), None, Lineage("upload"), new_dataset=NewDataset("one")
+    )
+    wrong = [ColumnSpec(name="b", type=ColumnType.integer)]  # the data has no column b
+    child = Publication(
+        pl.DataFrame({"a": [1]}), wrong, Lineage("upload"), new_dataset=NewDataset("two"), slot="c"
+    )
+    job = {"org_id": org, "job_id": "job_01TESTALLORNONE", "created_by": "me", "workdir": tmp_path}
+    try:
+        with pytest.raises(ValueError, match="schema does not match"):
+            await publish_versions(db, store, items=[parent, child], **job)
+        listed = await client.get("/api/v1/datasets", headers=auth())
+        assert listed.json()["meta"]["total"] == 0  # the parent is not visible alone
+
+        fixed = replace(child, schema=None)
+        published = await publish_versions(db, store, items=[parent, fixed], **job)
+        assert [v.rows for v in published] == [2, 1]
+        again = await publish_versions(db, store, items=[parent, fixed], **job)
+        assert [v.id for v in again] == [v.id for v in published]  # a retry publishes once
+        listed = await client.get("/api/v1/datasets", headers=auth())
+        assert listed.json()["meta"]["total"] == 2
+    finally:
+        await store.close()
+        await db.dispose()

@@ -123,6 +123,30 @@ def default_parent_columns(parent: pl.DataFrame, schema: Schema, key: str) -> li
     return out
 
 
+def check_keys(parent: pl.DataFrame, children: list[ChildTable]) -> None:
+    """The keys of the versions a run reads (the latest may not be the one checked when
+    the relations were saved): a 400-style error naming the relation's field otherwise."""
+    for i, child in enumerate(children):
+        fk, key = child.relation["foreign_key"], child.relation["parent_key"]
+        problem, field = None, "foreign_key"
+        if fk not in child.frame.columns:
+            problem = f"the child version has no column {fk!r}"
+        elif key not in parent.columns:
+            problem, field = f"the source version has no column {key!r}", "parent_key"
+        elif set(child.relation.get("parent_columns") or []) - set(parent.columns):
+            problem, field = "a parent column is not in the source version", "parent_columns"
+        else:
+            values = parent.get_column(key)
+            if values.null_count() or values.n_unique() != values.len():
+                problem = f"{key!r} is not unique in the source version (or has missing values)"
+                field = "parent_key"
+        if problem is not None:
+            raise Invalid(
+                f"Relation {i}: {problem}.",
+                details=[{"field": f"relations[{i}].{field}", "reason": problem}],
+            )
+
+
 def split_children(
     child: ChildTable, train: pl.DataFrame, holdout: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, int]:
@@ -163,6 +187,7 @@ def synthesize_tables(
 
     seed = int(snapshot["seed"])
     report = progress or (lambda fraction, message: None)
+    check_keys(pl.concat([train, holdout]) if holdout is not None else train, children)
     splits = [split_children(child, train, holdout) for child in children]
 
     # 1. The parent with its children counts.
