@@ -197,7 +197,7 @@ async def test_same_seed_same_tables(
     assert frames[0][0].equals(frames[1][0])
     assert frames[0][1].equals(frames[1][1])
     assert not frames[0][1].equals(frames[2][1])
-    # Marginals cannot condition: parents whose segment it never draws fall back.
+    # Marginals do not condition: the children are drawn by rejection, still all linked.
     assert frames[0][1]["customer"].is_in(frames[0][0]["customer"].implode()).all()
 
 
