@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from inwire.kit.db.engine import Database
 from inwire.kit.db.migrations import upgrade_async
 from inwire.kit.errors import InwireError, PayloadTooLarge
 from inwire.kit.ids import new_id
+from inwire.kit.jobs import jobs_router
 from inwire.kit.observability import (
     ServiceMetrics,
     configure_logging,
@@ -438,3 +440,25 @@ def create_service_app(
     for router in root_routers:
         app.include_router(router)
     return app
+
+
+def concept_routers(package: str, concepts: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """A service's routers from its concepts' ``<package>.<concept>.router`` modules: the
+    ``/api/v1`` ones (``routers``, or the one ``router``) and those mounted at ``/``
+    (``root_routers``), then the kit's jobs router. A concept without a router module (one
+    that only has tables) contributes none."""
+    routers: list[Any] = []
+    root_routers: list[Any] = []
+    for name in concepts:
+        module_name = f"{package}.{name}.router"
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        if hasattr(module, "routers") or hasattr(module, "router"):
+            routers.extend(getattr(module, "routers", None) or [module.router])
+        root_routers.extend(getattr(module, "root_routers", []))
+    routers.append(jobs_router())
+    return routers, root_routers

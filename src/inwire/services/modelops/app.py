@@ -5,17 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from inwire.kit.app import create_service_app
+from inwire.kit.app import concept_routers, create_service_app
 from inwire.kit.events import OutboxRelay, open_event_bus
-from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
+from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, run_jobs
 from inwire.kit.storage import open_object_store
 from inwire.services.modelops.db import JOB_TABLES, OUTBOX
 from inwire.services.modelops.deployments.fastpath import PredictFastPath
@@ -82,7 +80,7 @@ def create_app(
             "The model registry: registered models and their versions (from training runs "
             "or uploaded), flavors, signatures, aliases, stages, tags, model cards and lineage."
         ),
-        routers=_routers(),
+        routers=concept_routers("inwire.services.modelops", CONCEPTS)[0],
         migrations=MIGRATIONS,
         lifespan=lifespan,
         storage=True,
@@ -124,24 +122,3 @@ async def _stop_serving(app: FastAPI, serving: list[Any]) -> None:
     for part in serving:
         await part.close()
     app.state.deployments = None
-
-
-def _concept_router(name: str) -> ModuleType | None:
-    module_name = f"inwire.services.modelops.{name}.router"
-    try:
-        return import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name not in (module_name, module_name.rpartition(".")[0]):
-            raise
-        return None
-
-
-def _routers() -> list[Any]:
-    """Every /api/v1 router of ModelOps; a concept's router appears here once it exists."""
-    routers: list[Any] = []
-    for name in CONCEPTS:
-        module = _concept_router(name)
-        if module is not None:
-            routers.extend(getattr(module, "routers", None) or [module.router])
-    routers.append(jobs_router())
-    return routers

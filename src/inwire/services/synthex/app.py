@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-from inwire.kit.app import create_service_app
+from inwire.kit.app import concept_routers, create_service_app
 from inwire.kit.events import OutboxRelay, open_event_bus
-from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
+from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, run_jobs
 from inwire.services.synthex.db import JOB_TABLES, OUTBOX
 from inwire.services.synthex.models import CONCEPTS
 from inwire.services.synthex.settings import SynthexSettings
@@ -71,7 +70,7 @@ def create_app(
             "Datasets, profiles, recipes, synthetic data generation and quality and "
             "privacy evaluation."
         ),
-        routers=_routers(),
+        routers=concept_routers("inwire.services.synthex", CONCEPTS)[0],
         migrations=MIGRATIONS,
         lifespan=lifespan,
         storage=True,
@@ -80,19 +79,3 @@ def create_app(
     app.state.jobs = JobService(JOB_TABLES, job_registry())
     app.state.peers = peers
     return app
-
-
-def _routers() -> list[Any]:
-    """Every /api/v1 router of Synthex; a concept's router appears here once it exists."""
-    routers: list[Any] = []
-    for name in CONCEPTS:
-        module_name = f"inwire.services.synthex.{name}.router"
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (module_name, module_name.rpartition(".")[0]):
-                raise
-            continue
-        routers.extend(getattr(module, "routers", [module.router]))
-    routers.append(jobs_router())
-    return routers

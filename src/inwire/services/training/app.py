@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from importlib import import_module
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI
 
-from inwire.kit.app import create_service_app
-from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, jobs_router, run_jobs
+from inwire.kit.app import concept_routers, create_service_app
+from inwire.kit.jobs import JobPolicy, JobRegistry, JobService, run_jobs
 from inwire.services.training.db import JOB_TABLES
 from inwire.services.training.mlflow.peers import open_peers
 from inwire.services.training.models import CONCEPTS
@@ -60,7 +58,7 @@ def create_app(
         async with run_jobs(app, policy=job_policy), open_peers(app, peers):
             yield
 
-    routers, root_routers = _routers()
+    routers, root_routers = concept_routers("inwire.services.training", CONCEPTS)
     app = create_service_app(
         settings,
         title="Inwire Model Training",
@@ -80,32 +78,3 @@ def create_app(
     # Platform JWTs, and the run tokens a script job's process logs with.
     app.state.authenticate = run_tokens.authenticate
     return app
-
-
-def _concept_router(name: str) -> ModuleType | None:
-    module_name = f"inwire.services.training.{name}.router"
-    try:
-        return import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name not in (module_name, module_name.rpartition(".")[0]):
-            raise
-        return None
-
-
-def _routers() -> tuple[list[Any], list[Any]]:
-    """Model Training's /api/v1 routers and its root routers (the MLflow API).
-
-    A concept's ``router`` module appears once it exists; it exposes ``router`` (or
-    ``routers``) for /api/v1 and may expose ``root_routers`` mounted at ``/``.
-    """
-    routers: list[Any] = []
-    root_routers: list[Any] = []
-    for name in CONCEPTS:
-        module = _concept_router(name)
-        if module is None:
-            continue
-        if hasattr(module, "routers") or hasattr(module, "router"):
-            routers.extend(getattr(module, "routers", None) or [module.router])
-        root_routers.extend(getattr(module, "root_routers", []))
-    routers.append(jobs_router())
-    return routers, root_routers
