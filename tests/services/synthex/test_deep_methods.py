@@ -4,7 +4,9 @@ What is pinned: the mode-specific transform inverts to the data (categories exac
 closely, missing values where they were); training-by-sampling draws real rows that match
 their condition and favours rare categories; both methods keep column types, make only
 categories that exist in the data, stay within the observed range, keep missing values,
-report progress per epoch, stop when cancelled, and give the same rows for the same seed.
+report progress per epoch, stop when cancelled, and give the same rows for the same seed;
+TVAE draws its one-hots from the decoder's softmax (an argmax collapses a category the code
+does not pin down to the majority one).
 Without PyTorch, choosing them is a 400 that says how to install it; in CI PyTorch must be
 there, so a broken install fails here instead of skipping every test.
 """
@@ -347,6 +349,59 @@ def test_span_layout_matches_per_span_softmax_and_cross_entropy() -> None:
             assert torch.allclose(normalizers[:, number], torch.logsumexp(block, dim=1))
             start = layout.network_start[span.start]
             assert torch.equal(raw[:, start : start + span.width], block)
+
+
+@needs_torch
+def test_span_layout_draws_one_hots_in_the_softmax_proportions() -> None:
+    import torch
+
+    from inwire.services.synthex.generators.methods.neural_torch import SpanLayout
+
+    frame, schema = table()
+    transformer = DataTransformer.fit(frame, schema, np.random.default_rng(0))
+    layout = SpanLayout(transformer.spans)
+    # Every row the same logits: the drawn one-hots' shares must be their softmax.
+    torch.manual_seed(0)
+    raw = (torch.randn(1, transformer.dim) * 2).expand(20_000, -1).contiguous()
+    drawn = torch.from_numpy(layout.from_network(layout.draw(raw).numpy()))
+    original = torch.from_numpy(layout.from_network(raw.numpy()))
+    for span in transformer.spans:
+        block = drawn[:, span.start : span.start + span.width]
+        if span.activation == "alpha":
+            assert torch.allclose(block, torch.tanh(original[:, span.start : span.start + 1]))
+            continue
+        assert torch.equal(block.sum(dim=1), torch.ones(raw.shape[0]))
+        assert bool(((block == 0) | (block == 1)).all())
+        expected = torch.softmax(original[0, span.start : span.start + span.width], dim=0)
+        assert torch.allclose(block.mean(dim=0), expected, atol=0.015)
+
+
+@needs_torch
+def test_tvae_draws_a_category_the_code_does_not_pin_down_in_its_shares() -> None:
+    # A category independent of everything else: the decoder's softmax for it is about its
+    # shares for every code, so its argmax is the majority category in (nearly) every row
+    # (measured: red in 99-100 % of them); drawn from the softmax, each keeps its share.
+    rng = np.random.default_rng(0)
+    n = 1_000
+    frame = pl.DataFrame(
+        {
+            "x": rng.normal(0, 1, n),
+            "colour": rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    schema = [
+        ColumnSpec(name="x", type=ColumnType.float),
+        ColumnSpec(name="colour", type=ColumnType.categorical),
+    ]
+    model = TVAE({**FAST["tvae"], "epochs": 10})
+    model.fit(frame, schema, seed=7)
+    out = model.sample(3_000, seed=1)
+    shares = out["colour"].value_counts(normalize=True)
+    got = dict(zip(shares["colour"].to_list(), shares["proportion"].to_list(), strict=True))
+    assert got.keys() == {"red", "green", "blue"}
+    assert got["red"] == pytest.approx(0.5, abs=0.08)
+    assert got["green"] == pytest.approx(0.3, abs=0.08)
+    assert got["blue"] == pytest.approx(0.2, abs=0.08)
 
 
 def test_a_column_with_too_many_categories_is_refused_by_name() -> None:

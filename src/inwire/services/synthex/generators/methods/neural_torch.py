@@ -92,9 +92,24 @@ class SpanLayout:
         parts = [torch.tanh(raw[:, : self.alphas])]
         for logits in self._views(raw):
             if tau is not None:
-                gumbel = -torch.empty_like(logits).exponential_().log()
-                logits = (logits + gumbel) / tau
+                logits = (logits + _gumbel(logits)) / tau
             parts.append(torch.softmax(logits, dim=-1).flatten(1))
+        return torch.cat(parts, dim=1)
+
+    def draw(self, raw: Tensor) -> Tensor:
+        """tanh on alphas; each one-hot span a one-hot *drawn* from its softmax.
+
+        A decoder that models a one-hot as a categorical distribution (TVAE's) generates
+        by sampling it, as it samples alphas around their means. Taking the argmax instead
+        gives every code its most likely category: a category the codes do not pin down
+        (one independent of the other columns, or a network early in training) collapses
+        to the majority one. Gumbel-max: the argmax of the logits plus standard Gumbel
+        noise is a draw from their softmax, one kernel per group.
+        """
+        parts = [torch.tanh(raw[:, : self.alphas])]
+        for logits in self._views(raw):
+            chosen = (logits + _gumbel(logits)).argmax(dim=-1, keepdim=True)
+            parts.append(torch.zeros_like(logits).scatter_(-1, chosen, 1.0).flatten(1))
         return torch.cat(parts, dim=1)
 
     def log_normalizers(self, raw: Tensor) -> Tensor:
@@ -105,6 +120,11 @@ class SpanLayout:
         """
         parts = [torch.logsumexp(v, dim=-1) for v in self._views(raw)]
         return torch.cat(parts, dim=1) if parts else raw.new_zeros(raw.shape[0], 0)
+
+
+def _gumbel(logits: Tensor) -> Tensor:
+    """Standard Gumbel noise shaped like ``logits``."""
+    return -torch.empty_like(logits).exponential_().log()
 
 
 def mlp(dims: Sequence[int], *, final: int, hidden: type[nn.Module] = nn.ReLU) -> nn.Sequential:

@@ -4,8 +4,12 @@ An encoder maps a transformed row (``neural``) to a Gaussian posterior over a la
 decoder maps a code back to alphas and one-hot logits, and learns one standard deviation per
 matrix column. The loss is the evidence lower bound: Gaussian log-likelihood of the alphas
 under the decoder's deviations, cross-entropy of the one-hots, and the latent code's KL
-divergence from a standard normal. Generation decodes standard normal codes and draws each
-alpha around the decoded one with its learnt deviation.
+divergence from a standard normal. Generation decodes standard normal codes, draws each
+alpha around the decoded one with its learnt deviation and each one-hot from its decoded
+softmax (``SpanLayout.draw``). The reference implementation takes the argmax of the one-hots
+instead; on Ecdat's HI at 30 epochs that collapsed categories the code does not pin down to
+the majority one (region, education) and drawing them raised sdmetrics' quality from about
+0.83 to 0.92 (``bench/synthex/bench_deep.py``).
 
 The loss over all spans is a few reshaped tensor operations (``neural_torch.SpanLayout``), not a
 Python loop over columns, and the data stays one tensor, shuffled by index each epoch.
@@ -113,7 +117,7 @@ class TVAE(NeuralSynthesizer):
         with torch.inference_mode():
             for start in range(0, n, _SAMPLE_CHUNK):
                 code = torch.randn(min(_SAMPLE_CHUNK, n - start), self.params.embedding_dim)
-                chunks.append(torch.tanh(fitted.decoder(code)).numpy())
+                chunks.append(fitted.layout.draw(fitted.decoder(code)).numpy())
             sigmas = fitted.layout.from_network(fitted.sigma.detach().numpy()[None, :])[0]
         dim = fitted.transformer.dim
         matrix = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
