@@ -212,8 +212,8 @@ def main() -> None:
             result = worker_score(folder, rest)
         else:
             method, epochs, threads, seed = rest[0], int(rest[1]), int(rest[2]), int(rest[3])
-            side = worker_sdv if role == "sdv" else worker_ours
-            result = side(folder, method, epochs, threads, seed)
+            work = worker_sdv if role == "sdv" else worker_ours
+            result = work(folder, method, epochs, threads, seed)
         print(json.dumps(result))
         return
 
@@ -237,6 +237,12 @@ def main() -> None:
                         flush=True,
                     )
         scores = run(python, "score", tmp, *(t["file"] for ts in runs.values() for t in ts))
+    for name, score in scores.items():
+        # Per round: whether a gap in the means is more than the spread between seeds.
+        print(
+            f"{name:24} quality {score['quality']:.3f}, shapes {score['column_shapes']:.3f}, "
+            f"pairs {score['column_pair_trends']:.3f}"
+        )
 
     rows = []
     for method in methods:
