@@ -153,3 +153,23 @@ async def test_failures_are_hop_errors_or_timeouts(hop: Hop) -> None:
         await hop.post(url, "/predict", b"x")
     with pytest.raises(HopError, match="not a model server"):
         await hop.post("https://example.test", "/predict", b"x")
+
+
+async def test_idle_connections_of_a_gone_replica_are_forgotten() -> None:
+    hop = Hop(timeout=2.0, idle_seconds=0.2)
+    try:
+        gone, alive = Server(echo), Server(echo)
+        async with alive as alive_url:
+            async with gone as gone_url:
+                await asyncio.gather(*(hop.post(gone_url, "/predict", b"1") for _ in range(3)))
+            await hop.post(alive_url, "/predict", b"1")
+            assert gone_url in hop._idle
+            await asyncio.sleep(0.3)
+            # the next release past idle_seconds sweeps: the gone replica is forgotten
+            await hop.post(alive_url, "/predict", b"2")
+            assert gone_url not in hop._idle
+            assert gone_url not in hop._origins
+            assert len(hop._idle[alive_url]) == 1
+            assert len(hop._open) == 1
+    finally:
+        await hop.close()

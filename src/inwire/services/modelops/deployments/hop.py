@@ -114,6 +114,7 @@ class Hop:
         self._idle: dict[str, deque[_Connection]] = {}
         self._origins: dict[str, tuple[str, int, bytes]] = {}
         self._open: set[_Connection] = set()
+        self._next_sweep = time.monotonic() + idle_seconds
 
     def _origin(self, base_url: str) -> tuple[str, int, bytes]:
         origin = self._origins.get(base_url)
@@ -150,10 +151,24 @@ class Hop:
             self._discard(conn)
             return
         conn.last_used = now = time.monotonic()
-        idle = self._idle.setdefault(base_url, deque())
-        idle.append(conn)
-        while idle and now - idle[0].last_used >= self.idle_seconds:
-            self._discard(idle.popleft())
+        self._idle.setdefault(base_url, deque()).append(conn)
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Close idle connections past ``idle_seconds`` or closed by their server, and
+        forget replicas left with none (a stopped replica's port is not used again)."""
+        self._next_sweep = now + self.idle_seconds
+        for base_url, idle in list(self._idle.items()):
+            keep = deque(c for c in idle if c.usable() and now - c.last_used < self.idle_seconds)
+            for conn in idle:
+                if conn not in keep:
+                    self._discard(conn)
+            if keep:
+                self._idle[base_url] = keep
+            else:
+                del self._idle[base_url]
+                self._origins.pop(base_url, None)
 
     def _discard(self, conn: _Connection) -> None:
         conn.close()
