@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between polls of the deployments' generations.
 GENERATION_POLL = 2.0
-#: Errors of a connection that reached no model (or lost it): retried on another replica.
 
 
 class _Rerouted(Exception):
