@@ -158,7 +158,8 @@ def _networks(params: CTGANParams, data_dim: int, cond_dim: int) -> tuple[Any, A
             self.bn = nn.BatchNorm1d(fan_out, track_running_stats=False)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([torch.relu(self.bn(self.fc(x))), x], dim=1)
+            # ReLU in place: batch norm's backward keeps its input, not its output.
+            return torch.cat([torch.relu_(self.bn(self.fc(x))), x], dim=1)
 
     layers: list[nn.Module] = []
     width = params.embedding_dim + cond_dim
@@ -176,7 +177,13 @@ def _networks(params: CTGANParams, data_dim: int, cond_dim: int) -> tuple[Any, A
             dims = [(data_dim + cond_dim) * params.pac, *params.discriminator_dims]
             body: list[nn.Module] = []
             for fan_in, fan_out in itertools.pairwise(dims):
-                body += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(0.2), nn.Dropout(0.5)]
+                # In place: the product's output is not kept for its backward, and the
+                # activation's backward reads its sign, which its result keeps.
+                body += [
+                    nn.Linear(fan_in, fan_out),
+                    nn.LeakyReLU(0.2, inplace=True),
+                    nn.Dropout(0.5),
+                ]
             body.append(nn.Linear(dims[-1], 1))
             self.body = nn.Sequential(*body)
             self.pack = dims[0]
@@ -190,6 +197,7 @@ def _networks(params: CTGANParams, data_dim: int, cond_dim: int) -> tuple[Any, A
 
 def _critic_step(
     critic: torch.nn.Module,
+    weights: list[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     real: torch.Tensor,
     fake: torch.Tensor,
@@ -210,7 +218,9 @@ def _critic_step(
     penalty = ((grad.reshape(packs, -1).norm(2, dim=1) - 1) ** 2).mean() * _PENALTY
     loss = fake_s.mean() - real_s.mean()
     optimizer.zero_grad(set_to_none=True)
-    (loss + penalty).backward()
+    # Only the critic's weights get gradients: the input gradients of its first layer (the
+    # widest product, pac rows wide) and ``between.grad`` are never used.
+    torch.autograd.backward(loss + penalty, inputs=weights)
     optimizer.step()
     wasserstein: torch.Tensor = loss.detach()
     return wasserstein
@@ -244,6 +254,8 @@ def _train(
         )
         cond_onehot[offset : offset + width] = layout.onehot_number[col.span.start]
     rows = torch.arange(params.batch_size)
+    # Conditional vectors are rows of the identity: one gather per batch, no fill and scatter.
+    identity = torch.eye(sampler.dim)
     generator, critic = _networks(params, transformer.dim, sampler.dim)
     opt_g = adam(generator, lr=params.generator_lr, decay=params.generator_decay, betas=(0.5, 0.9))
     opt_d = adam(
@@ -257,7 +269,7 @@ def _train(
         if not sampler.dim:
             return None, None
         drawn = sampler.training_conditions(batch, rng)
-        return _one_hot(drawn, sampler.dim), drawn
+        return identity[torch.from_numpy(drawn)], drawn
 
     def with_condition(x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         return x if cond is None else torch.cat([x, cond], dim=1)
@@ -283,7 +295,7 @@ def _train(
                     raw = generator(noise)
                     fake_g = with_condition(layout.activate(raw, tau=_TAU), cond)
                     fake, drawn_g = fake_g.detach(), drawn
-                loss_d = _critic_step(critic, opt_d, real, fake, pac)
+                loss_d = _critic_step(critic, critic_weights, opt_d, real, fake, pac)
 
             for w in critic_weights:
                 w.requires_grad_(False)

@@ -92,7 +92,8 @@ class SpanLayout:
         parts = [torch.tanh(raw[:, : self.alphas])]
         for logits in self._views(raw):
             if tau is not None:
-                logits = (logits + _gumbel(logits)) / tau
+                # In place on the fresh noise (same sums and quotients, two fewer tensors).
+                logits = _gumbel(logits).add_(logits).div_(tau)
             parts.append(torch.softmax(logits, dim=-1).flatten(1))
         return torch.cat(parts, dim=1)
 
@@ -108,7 +109,7 @@ class SpanLayout:
         """
         parts = [torch.tanh(raw[:, : self.alphas])]
         for logits in self._views(raw):
-            chosen = (logits + _gumbel(logits)).argmax(dim=-1, keepdim=True)
+            chosen = _gumbel(logits).add_(logits).argmax(dim=-1, keepdim=True)
             parts.append(torch.zeros_like(logits).scatter_(-1, chosen, 1.0).flatten(1))
         return torch.cat(parts, dim=1)
 
@@ -124,7 +125,7 @@ class SpanLayout:
 
 def _gumbel(logits: Tensor) -> Tensor:
     """Standard Gumbel noise shaped like ``logits``."""
-    return -torch.empty_like(logits).exponential_().log()
+    return torch.empty_like(logits).exponential_().log_().neg_()
 
 
 def mlp(dims: Sequence[int], *, final: int, hidden: type[nn.Module] = nn.ReLU) -> nn.Sequential:
