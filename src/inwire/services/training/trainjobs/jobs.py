@@ -134,21 +134,26 @@ class JobRun:
 
     @contextlib.asynccontextmanager
     async def flushing(self) -> AsyncIterator[None]:
-        """Write reported metrics every ``METRIC_FLUSH_SECONDS`` while the block runs."""
+        """Write reported metrics every ``METRIC_FLUSH_SECONDS`` while the block runs, and
+        what is left when it ends.
+
+        The loop is stopped by an event, not cancelled: a cancel landing while a flush is
+        writing would roll that write back after the values had left the queue (a busy
+        machine lost every per-round metric of a job that way)."""
+        stop = asyncio.Event()
 
         async def loop() -> None:
-            while True:
-                await asyncio.sleep(METRIC_FLUSH_SECONDS)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), METRIC_FLUSH_SECONDS)
                 await self.flush()
 
         task = asyncio.create_task(loop())
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await self.flush()
+            stop.set()
+            await task
 
     async def upload_model(self, folder: Path) -> list[str]:
         """Upload a saved model under ``model/``: ``MLmodel`` last, so it marks completion."""
