@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from inwire.services.modelops.deployments.fastpath import PredictFastPath
 from inwire.services.modelops.settings import ModelOpsSettings
 from inwire.services.modelops.tables import CONCEPTS
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: Job types and the functions that run them, by import path: a worker process imports
@@ -119,6 +121,11 @@ async def _start_serving(app: FastAPI, settings: ModelOpsSettings) -> list[Any]:
 
 
 async def _stop_serving(app: FastAPI, serving: list[Any]) -> None:
-    for part in serving:
-        await part.close()
+    """Close each part even when another one fails (a failure here must not leave the
+    relay, the event bus or the stores of the app open)."""
     app.state.deployments = None
+    for part in serving:
+        try:
+            await part.close()
+        except Exception:
+            log.exception("stopping %s failed", type(part).__name__)
