@@ -254,8 +254,6 @@ def _train(
         )
         cond_onehot[offset : offset + width] = layout.onehot_number[col.span.start]
     rows = torch.arange(params.batch_size)
-    # Conditional vectors are rows of the identity: one gather per batch, no fill and scatter.
-    identity = torch.eye(sampler.dim)
     generator, critic = _networks(params, transformer.dim, sampler.dim)
     opt_g = adam(generator, lr=params.generator_lr, decay=params.generator_decay, betas=(0.5, 0.9))
     opt_d = adam(
@@ -269,7 +267,7 @@ def _train(
         if not sampler.dim:
             return None, None
         drawn = sampler.training_conditions(batch, rng)
-        return identity[torch.from_numpy(drawn)], drawn
+        return _one_hot(drawn, sampler.dim), drawn
 
     def with_condition(x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         return x if cond is None else torch.cat([x, cond], dim=1)
