@@ -213,8 +213,10 @@ class PredictionRecorder:
                 async with self.db.session() as session:
                     for key, state in pending.items():
                         await self._write(session, key, state)
-            except Exception:
-                with self._lock:  # keep them for the next flush
+            except BaseException:
+                # Kept for the next flush, also when cancelled mid-write (``close`` cancels
+                # the background flush, then flushes what is left).
+                with self._lock:
                     for key, state in pending.items():
                         newer = self._windows.get(key)
                         self._windows[key] = (
