@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from inwire.gateway.auth import credentials_from
 from inwire.gateway.breaker import CircuitBreaker, CircuitState
 from inwire.gateway.limits import RateLimitPolicy
 from inwire.gateway.routes import RouteTable, Upstream, has_dot_segment, upstreams_from_registry
 from inwire.gateway.settings import GatewaySettings
+from inwire.kit.auth.apikeys import credentials_from
 from inwire.kit.errors import Unauthorized
 from inwire.services.registry import GATEWAY, SERVICES, ServiceSpec, with_gateway
 

@@ -1,7 +1,7 @@
 """The gateway: one ASGI app in front of every service, on port 8080.
 
 For each request it assigns the request id, continues or starts the W3C trace, finds the
-service by prefix, authenticates (``inwire.gateway.auth``), spends the caller's rate-limit
+service by prefix, authenticates (``inwire.kit.auth.apikeys``), spends the caller's rate-limit
 budget (``inwire.gateway.limits``), and streams the request to the service and the answer
 back (``inwire.gateway.proxy``); it answers its own ``/health``, ``/health/live``,
 ``/health/ready`` (every service ready), ``/metrics`` and ``/docs``. Errors it raises itself
@@ -54,7 +54,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inwire import __version__
 from inwire.contracts.core import CoreClient
 from inwire.gateway import docs
-from inwire.gateway.auth import Authenticator, Identity, credentials_from
 from inwire.gateway.breaker import CircuitBreaker, CircuitState
 from inwire.gateway.exchange import (
     BodyTooLarge,
@@ -82,6 +81,7 @@ from inwire.gateway.routes import (
 )
 from inwire.gateway.settings import GatewaySettings
 from inwire.gateway.traefik import FORWARD_AUTH_PATH
+from inwire.kit.auth.apikeys import Authenticator, Identity, credentials_from
 from inwire.kit.auth.tokens import JWKSKeySource, KeySource, StaticKeySource, TokenVerifier
 from inwire.kit.errors import InwireError, Unauthorized
 from inwire.kit.ids import new_id

@@ -2,8 +2,8 @@
 
 The stock client sends ``Authorization: Bearer <MLFLOW_TRACKING_TOKEN>``. Through the
 gateway an API key has already become a JWT; called directly, an ``iwk_…`` key is
-exchanged with Core here (cached briefly under its SHA-256, as the gateway does, by the
-gateway's own :class:`~inwire.gateway.auth.Authenticator`). The organization is the
+exchanged with Core here (cached briefly under its SHA-256 by the kit's
+:class:`~inwire.kit.auth.apikeys.Authenticator`, the gateway's too). The organization is the
 credential's.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from inwire.gateway.auth import credentials_from
 from inwire.kit.auth import Principal
+from inwire.kit.auth.apikeys import credentials_from
 from inwire.kit.errors import Unauthorized
 from inwire.kit.observability import org_var, principal_var
 from inwire.services.training.mlflow.peers import caller_token

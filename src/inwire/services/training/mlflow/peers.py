@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from inwire.contracts.core import CoreClient
 from inwire.contracts.modelops import ModelOpsClient
-from inwire.gateway.auth import Authenticator
+from inwire.kit.auth.apikeys import Authenticator
 from inwire.kit.peers import ServiceClient
 
 #: The access token of the request being served; ModelOps calls send it.

@@ -1,5 +1,10 @@
 """Who is calling: a bearer JWT checked against Core's JWKS, or an API key exchanged with Core.
 
+The gateway authenticates every request with it; a service that takes API keys directly
+(Model Training's MLflow API, whose clients send ``MLFLOW_TRACKING_TOKEN=iwk_…``) uses
+the same. Core is reached through anything with ``exchange_api_key`` (`KeyExchanger`;
+`inwire.contracts.core.CoreClient` in practice), so the kit depends on no contract.
+
 An API key (``Authorization: Bearer iwk_…`` or ``X-API-Key: iwk_…``) is exchanged once for a
 short-lived access token (``POST /api/v1/auth/token``), which is cached under a SHA-256 hash
 of the key (the key itself is never kept) and forwarded upstream as the bearer in place of
@@ -15,8 +20,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from inwire.contracts.core import CoreClient
 from inwire.kit.auth.principal import Principal
 from inwire.kit.auth.tokens import TokenVerifier
 from inwire.kit.errors import InwireError, Unauthorized, Unavailable
@@ -24,6 +29,22 @@ from inwire.kit.errors import InwireError, Unauthorized, Unavailable
 API_KEY_PREFIX = "iwk_"
 #: An exchanged token is dropped this long before it expires, so none is forwarded stale.
 EXPIRY_MARGIN_SECONDS = 30.0
+
+
+class Grant(Protocol):
+    """An access token for an API key, and how long it lives."""
+
+    @property
+    def access_token(self) -> str: ...
+
+    @property
+    def expires_in(self) -> int: ...
+
+
+class KeyExchanger(Protocol):
+    """Core's token endpoint for API keys (``POST /api/v1/auth/token``)."""
+
+    async def exchange_api_key(self, api_key: str) -> Grant: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +96,7 @@ class Authenticator:
     def __init__(
         self,
         verifier: TokenVerifier,
-        core: CoreClient | None,
+        core: KeyExchanger | None,
         *,
         cache_seconds: float = 60.0,
         cache_size: int = 10_000,
@@ -145,7 +166,7 @@ class Authenticator:
 
     async def _call_core(self, api_key: str) -> tuple[Identity, float]:
         if self.core is None:
-            raise Unavailable("API keys need Core, and no Core is configured behind the gateway")
+            raise Unavailable("API keys need Core, and no Core is configured here")
         try:
             grant = await self.core.exchange_api_key(api_key)
         except Unauthorized:
