@@ -339,6 +339,60 @@ async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(app, db_backen
         assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() >= 5000
 
 
+async def test_a_read_only_sqlite_transaction_refuses_writes_every_time(app, db_backend) -> None:
+    # Without query_only such a write works until another connection writes first, then
+    # fails with "database is locked": a bug that only shows under load.
+    if db_backend != "sqlite":
+        pytest.skip("SQLite pragmas")
+    import sqlalchemy.exc
+
+    db = app.state.db
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="readonly"):
+        async with db.session(write=False) as session:
+            session.add(Widget(id=new_id("wid"), organization_id="org_a", name="w"))
+    async with db.session() as session:  # the same pooled connection writes again
+        session.add(Widget(id=new_id("wid"), organization_id="org_a", name="w"))
+    async with db.session(write=False) as session:
+        assert len(await WidgetRepository(session, "org_a").all()) == 1
+
+
+def test_opening_a_sqlite_database_that_answers_locked_is_retried(monkeypatch) -> None:
+    import sqlite3
+
+    from inwire.kit.db import engine
+
+    monkeypatch.setattr(engine, "_OPEN_RETRY_PAUSES", (0.0, 0.0))
+    ran: list[str] = []
+
+    class Cursor:
+        def __init__(self, failures: int) -> None:
+            self.failures = failures
+
+        def execute(self, sql: str) -> None:
+            if "journal_mode" in sql and self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError("database is locked")
+            ran.append(sql)
+
+        def close(self) -> None:
+            pass
+
+    class Connection:
+        isolation_level: str | None = ""
+
+        def __init__(self, failures: int) -> None:
+            self.cur = Cursor(failures)
+
+        def cursor(self) -> Cursor:
+            return self.cur
+
+    engine._sqlite_pragmas(Connection(2), None)
+    assert ran[0].startswith("PRAGMA busy_timeout")  # first, so the others wait for locks
+    assert "PRAGMA journal_mode=WAL" in ran
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # three tries in all
+        engine._sqlite_pragmas(Connection(3), None)
+
+
 async def test_nul_characters_are_refused_before_reaching_the_database(client, auth) -> None:
     assert_error(await client.get("/api/v1/widgets/a%00b", headers=auth()), 400, "VALIDATION_ERROR")
     assert_error(await client.get("/api/v1/widgets?color=a%00", headers=auth()), 400)

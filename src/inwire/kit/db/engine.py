@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -136,15 +138,41 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # isolation / Savepoints / Transactional DDL" for pysqlite).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # Opening a WAL database while another connection recovers or removes the WAL can
+    # answer "database is locked" at once: SQLite skips the busy handler where waiting
+    # could deadlock (sqlite.org/c3ref/busy_handler.html). Seen when a job's own engine
+    # opened the file during a test run; a short retry is what the documentation advises.
+    for pause in (*_OPEN_RETRY_PAUSES, None):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if pause is None or "locked" not in str(exc):
+                raise
+            time.sleep(pause)
+    cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
+#: Pauses between attempts to open a SQLite database that answered "locked" (2.5 s in all).
+_OPEN_RETRY_PAUSES = (0.01, 0.04, 0.15, 0.3, 0.5, 0.5, 1.0)
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_write_intent.get() else "BEGIN")
+    write = _sqlite_write_intent.get()
+    # A read-only transaction that writes would work on a quiet machine and fail under load
+    # ("database is locked": it cannot take the write lock once another connection wrote).
+    # query_only makes that mistake fail every time, so tests find it. The pragma is set
+    # only when it changes; `conn.info` lives as long as the pooled connection.
+    if conn.info.get(_QUERY_ONLY_KEY, False) == write:
+        conn.exec_driver_sql(f"PRAGMA query_only={0 if write else 1}")
+        conn.info[_QUERY_ONLY_KEY] = not write
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_QUERY_ONLY_KEY = "inwire_query_only"
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

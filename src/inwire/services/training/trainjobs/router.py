@@ -108,18 +108,19 @@ async def list_training_jobs(
 
 @router.get("/{job_id}")
 async def get_training_job(
-    job_id: str, session: SessionDep, jobs: JobsDep, who: Reader
+    job_id: str, request: Request, session: SessionDep, jobs: JobsDep, who: Reader
 ) -> Item[TrainingJobOut]:
     """A training job: status, progress, its run, and its metrics once finished."""
-    return Item[TrainingJobOut](data=service.view(await service.get(session, jobs, who, job_id)))
+    job = await service.get(session, jobs, who, job_id, request.app.state.db)
+    return Item[TrainingJobOut](data=service.view(job))
 
 
 @router.post("/{job_id}/cancel")
 async def cancel_training_job(
-    job_id: str, session: SessionDep, jobs: JobsDep, who: Updater
+    job_id: str, request: Request, session: SessionDep, jobs: JobsDep, who: Updater
 ) -> Item[TrainingJobOut]:
     """Cancel a training job: at once if queued; a running one stops and its run is killed."""
-    await service.get(session, jobs, who, job_id)
+    await service.get(session, jobs, who, job_id, request.app.state.db)
     return Item[TrainingJobOut](data=service.view(await jobs.cancel(session, who.org, job_id)))
 
 
@@ -135,10 +136,10 @@ async def get_training_job_logs(
     follow: Annotated[bool, Query(description="Stream lines as NDJSON until the job ends")] = False,
 ) -> JobLogs | StreamingResponse:
     """The job's log lines after ``after_seq``; ``follow=true`` streams them as they come."""
-    await service.get(session, jobs, who, job_id)
+    db = request.app.state.db
+    await service.get(session, jobs, who, job_id, db)
     if not follow:
         return await read_logs(session, jobs, who.org, job_id, after_seq, limit)
-    db = request.app.state.db
 
     async def stream() -> AsyncIterator[bytes]:
         seen = after_seq

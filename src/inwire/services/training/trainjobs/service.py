@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inwire.contracts.synthex import DatasetVersion
 from inwire.kit.api import ListQuery
 from inwire.kit.auth import Principal
+from inwire.kit.db import Database
+from inwire.kit.db.engine import after_transaction, writing
 from inwire.kit.errors import Conflict, Invalid, InwireError, NotFound
 from inwire.kit.jobs.models import Job, JobStatus
 from inwire.kit.jobs.service import JobService
@@ -219,7 +221,9 @@ async def submit_script(
     )
 
 
-async def get(session: AsyncSession, jobs: JobService, who: Principal, job_id: str) -> Job:
+async def get(
+    session: AsyncSession, jobs: JobService, who: Principal, job_id: str, db: Database
+) -> Job:
     """The organization's training job; 404 for other jobs and other organizations'.
 
     A job that ended without its worker closing the run (the worker was killed, the job
@@ -231,21 +235,36 @@ async def get(session: AsyncSession, jobs: JobService, who: Principal, job_id: s
         raise NotFound(f"Training job {job_id!r} not found") from exc
     if job.type != JOB_TYPE:
         raise NotFound(f"Training job {job_id!r} not found")
-    await _close_run(session, who, job)
+    ended = {JobStatus.failed: "failed", JobStatus.cancelled: "killed"}.get(job.status)
+    if ended is None:
+        return job
+    run_id = job.input["run_id"]
+    if writing():
+        await _close_run(session, who, run_id, ended)
+    elif await _open_run(session, who, run_id):
+        # A read-only transaction cannot write (SQLite refuses: see the kit's query_only);
+        # the run is closed in a writing transaction of its own as soon as this one ends,
+        # before the response is sent.
+        async def close() -> None:
+            async with db.session() as own:
+                await _close_run(own, who, run_id, ended)
+
+        after_transaction(session, close)
     return job
 
 
-async def _close_run(session: AsyncSession, who: Principal, job: Job) -> None:
-    ended = {JobStatus.failed: "failed", JobStatus.cancelled: "killed"}.get(job.status)
-    if ended is None:
-        return
+async def _open_run(session: AsyncSession, who: Principal, run_id: str) -> bool:
     try:
-        run = await runs.get(session, who, job.input["run_id"])
+        run = await runs.get(session, who, run_id)
     except NotFound:
-        return
-    if run.status in ("scheduled", "running"):
+        return False
+    return run.status in ("scheduled", "running")
+
+
+async def _close_run(session: AsyncSession, who: Principal, run_id: str, ended: str) -> None:
+    if await _open_run(session, who, run_id):
         try:
-            await runs.update(session, who, run.id, RunUpdate(status=ended))
+            await runs.update(session, who, run_id, RunUpdate(status=ended))
         except InwireError:
             return
 
