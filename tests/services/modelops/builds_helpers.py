@@ -38,14 +38,24 @@ async def sklearn_version(
 async def wait_build(
     client: httpx.AsyncClient, auth: Auth, build_id: str, limit: float = 90
 ) -> dict[str, Any]:
-    """Poll the build until it ends; its wire form."""
+    """Poll the build until it and its job have ended; the build's wire form.
+
+    The build's row reaches its final status inside the job, a moment before the job
+    runner records the job's end (which the log endpoint reports), so both are awaited.
+    """
     deadline = asyncio.get_running_loop().time() + limit
     while True:
         r = await client.get(f"/api/v1/builds/{build_id}", headers=auth("viewer"))
         assert r.status_code == 200, r.text
         data: dict[str, Any] = r.json()["data"]
         if data["status"] in FINAL:
-            return data
+            logs = await client.get(f"/api/v1/builds/{build_id}/logs", headers=auth("viewer"))
+            assert logs.status_code == 200, logs.text
+            if logs.json()["meta"]["job_status"] in FINAL:  # the build as the ended job has it
+                r = await client.get(f"/api/v1/builds/{build_id}", headers=auth("viewer"))
+                assert r.status_code == 200, r.text
+                final: dict[str, Any] = r.json()["data"]
+                return final
         assert asyncio.get_running_loop().time() < deadline, data
         await asyncio.sleep(0.1)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from inwire.kit.db import Database
 from inwire.kit.db.base import utcnow
-from inwire.kit.jobs import JobContext, JobFailed
+from inwire.kit.jobs import JobCancelled, JobContext, JobFailed
 from inwire.kit.storage import ObjectStore, open_object_store
 from inwire.services.modelops.builds import bundle
 from inwire.services.modelops.builds.engine import BuilderError, DockerEngine, registry_auth
@@ -62,6 +62,9 @@ async def build(ctx: JobContext, job_input: dict[str, Any]) -> dict[str, Any]:
     build_id = str(job_input.get("build_id", ""))
     try:
         return await _build(ctx, build_id, settings, db, store, workdir)
+    except JobCancelled:
+        await _update(db, build_id, status="cancelled", finished_at=utcnow())
+        raise
     except (JobFailed, BuilderError) as exc:
         await _update(db, build_id, status="failed", error=str(exc), finished_at=utcnow())
         ctx.log(f"build failed: {exc}", level="error")

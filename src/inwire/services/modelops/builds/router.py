@@ -14,7 +14,7 @@ from inwire.kit.auth import Principal, require
 from inwire.kit.db import SessionDep
 from inwire.kit.errors import NotFound
 from inwire.kit.jobs import IdempotencyKeyDep, JobsDep
-from inwire.kit.jobs.router import JobLogLineOut, JobLogs, JobLogsMeta
+from inwire.kit.jobs.router import JobLogs, read_logs
 from inwire.kit.jobs.service import MAX_LOG_LINES
 from inwire.kit.storage import StorageDep
 from inwire.services.modelops.builds import service
@@ -115,17 +115,7 @@ async def build_logs(
 ) -> JobLogs:
     """The build's log lines after `after_seq`, oldest first; poll it while it runs."""
     row = await service.BuildRepository(session, who.org).get(build_id)
-    job = await jobs.get(session, who.org, row.job_id)
-    lines = await jobs.logs(session, who.org, row.job_id, after_seq, limit)
-    return JobLogs(
-        data=[JobLogLineOut.model_validate(line) for line in lines],
-        meta=JobLogsMeta(
-            after_seq=after_seq,
-            limit=limit,
-            next_after_seq=lines[-1].seq if lines else after_seq,
-            job_status=job.status,
-        ),
-    )
+    return await read_logs(session, jobs, who.org, row.job_id, after_seq, limit)
 
 
 async def _download(

@@ -607,6 +607,19 @@ class DeploymentController:
         if reason is None:
             return
         route.status = "rolled_back"
+        kept = [
+            (r, c - p)
+            for r, p, c in zip(
+                route.serving, [0, *route.cumulative], route.cumulative, strict=False
+            )
+            if r is not canary
+        ]
+        if kept:
+            # The failing version stops taking traffic now, before the record says it was
+            # rolled back: no request goes to it meanwhile, and no reader sees the
+            # deployment rolled back while it still serves.
+            route.serving = [r for r, _ in kept]
+            route.cumulative = list(itertools.accumulate(w for _, w in kept))
         try:
             async with self.db.session() as session:
                 await service.rollback(
@@ -617,7 +630,7 @@ class DeploymentController:
                     f"automatic rollback: {reason}",
                 )
         except Conflict:
-            return
+            pass  # changed meanwhile (by hand): the route is rebuilt from what it is now
         await self.refresh(route.deployment_id)
 
     def _sample(self, route: Route) -> None:
