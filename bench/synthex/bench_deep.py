@@ -100,8 +100,11 @@ def worker_sdv(out: Path, method: str, epochs: int, threads: int, seed: int) -> 
     return {"fit_s": fit, "sample_s": sample, "cpu_s": cpu, "peak_mb": _peak_mb()}
 
 
-def worker_ours(out: Path, method: str, epochs: int, threads: int, seed: int) -> dict[str, Any]:
-    """Our side: fit our synthesizer with the same column types, sample as many rows."""
+def worker_ours(
+    out: Path, method: str, epochs: int, threads: int, seed: int, params: str = "{}"
+) -> dict[str, Any]:
+    """Our side: fit our synthesizer with the same column types (and ``params``, JSON, on
+    top of the epochs), sample as many rows."""
     import polars as pl
     import sklearn.mixture  # noqa: F401  (imported before timing, as SDV's side imports rdt)
     import torch  # noqa: F401
@@ -123,7 +126,7 @@ def worker_ours(out: Path, method: str, epochs: int, threads: int, seed: int) ->
         else:
             kind = ColumnType.categorical
         schema.append(ColumnSpec(name=name, type=kind))
-    model = (CTGAN if method == "ctgan" else TVAE)({"epochs": epochs})
+    model = (CTGAN if method == "ctgan" else TVAE)({**json.loads(params), "epochs": epochs})
     start, cpu = time.perf_counter(), _cpu_s()
     model.fit(real, schema, seed=seed)
     fit = time.perf_counter() - start
@@ -200,6 +203,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of round 1 (round k: seed+k-1)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--sdv-python", default=os.environ.get("INWIRE_BENCH_SDV_PYTHON"))
+    parser.add_argument(
+        "--ours-params",
+        default="{}",
+        help="our methods' parameters as JSON, e.g. '{\"calibrate\": false}'",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -212,8 +220,10 @@ def main() -> None:
             result = worker_score(folder, rest)
         else:
             method, epochs, threads, seed = rest[0], int(rest[1]), int(rest[2]), int(rest[3])
-            work = worker_sdv if role == "sdv" else worker_ours
-            result = work(folder, method, epochs, threads, seed)
+            if role == "sdv":
+                result = worker_sdv(folder, method, epochs, threads, seed)
+            else:
+                result = worker_ours(folder, method, epochs, threads, seed, *rest[4:5])
         print(json.dumps(result))
         return
 
@@ -227,7 +237,8 @@ def main() -> None:
                 for side, interpreter in (("sdv", python), ("ours", sys.executable)):
                     seed = args.seed + round_
                     common = (method, str(args.epochs), str(args.threads), str(seed))
-                    timing = run(interpreter, side, tmp, *common)
+                    extra = (args.ours_params,) if side == "ours" else ()
+                    timing = run(interpreter, side, tmp, *common, *extra)
                     timing["file"] = f"{side}_{method}_{seed}.parquet"
                     runs.setdefault((method, side), []).append(timing)
                     print(

@@ -144,6 +144,40 @@ def test_a_bimodal_column_gets_more_than_one_mode() -> None:
     assert income.means.min() < 30_000 < income.means.max()
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.concatenate([np.random.default_rng(1).normal(0, 1, 3000), np.full(1000, 7.0)]),
+        np.random.default_rng(2).lognormal(10, 1, 5000),  # large values, long tail
+        np.random.default_rng(3).integers(0, 4, 2000).astype(float),  # fewer values than modes
+        np.random.default_rng(4).normal(1e9, 5.0, 500),  # far from zero, narrow
+    ],
+    ids=["bimodal", "lognormal", "four-values", "offset"],
+)
+def test_dp_mixture_is_scikit_learns_bayesian_mixture(values: np.ndarray) -> None:
+    import warnings
+
+    from sklearn.mixture import BayesianGaussianMixture
+
+    components = min(10, np.unique(values).size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = BayesianGaussianMixture(
+            n_components=components,
+            weight_concentration_prior_type="dirichlet_process",
+            weight_concentration_prior=0.001,
+            n_init=1,
+            random_state=5,
+        ).fit(values.reshape(-1, 1))
+    weights, means, variances = neural.dp_mixture(values, components, seed=5)
+    # The same updates summed in another order: equal to rounding (values near 1e9 that
+    # vary by a few units keep about seven digits, in both).
+    scale = float(np.std(values))
+    assert np.allclose(weights, reference.weights_, rtol=0, atol=1e-6)
+    assert np.allclose(means, reference.means_.ravel(), rtol=1e-9, atol=1e-9 * scale)
+    assert np.allclose(variances, reference.covariances_.ravel(), rtol=1e-5)
+
+
 def test_training_by_sampling_draws_rows_of_the_condition() -> None:
     frame, schema = table(2000)
     rng = np.random.default_rng(2)
@@ -182,9 +216,73 @@ def test_generation_conditions_follow_the_data() -> None:
     assert abs(float(np.mean(in_column == true_index)) - true_share) < 0.03
 
 
+def test_calibrated_rows_bring_the_shares_to_their_targets_and_keep_the_relations() -> None:
+    rng = np.random.default_rng(0)
+    size, n = 30_000, 10_000
+    a = (rng.random(size) < 0.2).astype(np.int64)  # 20 % ones in the pool, 50 % wanted
+    # b depends on a: P(b=1 | a=1) = 0.8, P(b=1 | a=0) = 0.3
+    b = (rng.random(size) < np.where(a == 1, 0.8, 0.3)).astype(np.int64)
+    c = rng.integers(0, 3, size)  # its third category never appears in the pool
+    c[c == 2] = 1
+    targets = [np.array([0.5, 0.5]), np.array([0.45, 0.55]), np.array([0.2, 0.3, 0.5])]
+    rows = neural.calibrated_rows([a, b, c], targets, n, rng)
+    assert rows.size == n
+    assert np.unique(rows).size == n
+    assert rows.max() < size
+    assert abs(a[rows].mean() - 0.5) < 0.02
+    assert abs(b[rows].mean() - 0.55) < 0.02
+    assert abs((c[rows] == 0).mean() - 0.4) < 0.02  # 0.2 : 0.3 of what the pool can reach
+    picked_a, picked_b = a[rows], b[rows]
+    assert abs(picked_b[picked_a == 1].mean() - 0.8) < 0.05  # the relation is kept
+    assert abs(picked_b[picked_a == 0].mean() - 0.3) < 0.05
+    assert neural.calibrated_rows([], [], 5, rng).tolist() == [0, 1, 2, 3, 4]
+    assert neural.calibrated_rows([a[:3]], [targets[0]], 5, rng).tolist() == [0, 1, 2]
+
+
+def test_shares_read_modes_missing_values_and_categories_from_the_matrix() -> None:
+    frame, schema = table(2_000)
+    rng = np.random.default_rng(0)
+    transformer = DataTransformer.fit(frame, schema, rng)
+    codes, targets = transformer.shares(transformer.transform(frame, rng))
+    assert len(codes) == len(targets)
+    for code, target in zip(codes, targets, strict=True):
+        assert code.size == frame.height
+        assert code.max() < target.size
+        assert abs(target.sum() - 1) < 1e-9
+        # the data's own matrix has (close to) the data's shares
+        seen = np.bincount(code, minlength=target.size) / code.size
+        assert np.abs(seen - target).max() < 0.05
+
+
 def test_ctgan_params_reject_a_batch_that_does_not_hold_whole_packs() -> None:
     with pytest.raises(ValueError, match="multiple of pac"):
         CTGANParams(batch_size=105, pac=10)
+
+
+def test_mode_mixtures_are_fitted_on_at_most_mixture_rows_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inwire.services.synthex.generators.methods.tvae import TVAEParams
+
+    assert CTGANParams().mixture_rows == 50_000
+    assert TVAEParams().mixture_rows == 5_000
+    with pytest.raises(ValueError, match="greater than or equal to 100"):
+        TVAEParams(mixture_rows=99)
+    fitted_on: list[int] = []
+    real_fit = neural.dp_mixture
+
+    def recording(values: np.ndarray, components: int, *, seed: int) -> Any:
+        fitted_on.append(values.size)
+        return real_fit(values, components, seed=seed)
+
+    monkeypatch.setattr(neural, "dp_mixture", recording)
+    frame, schema = table(2000)
+    DataTransformer.fit(frame, schema, np.random.default_rng(0), mixture_rows=300)
+    assert fitted_on
+    assert max(fitted_on) == 300
+    fitted_on.clear()
+    DataTransformer.fit(frame, schema, np.random.default_rng(0), mixture_rows=50_000)
+    assert max(fitted_on) > 1_000  # every present value of the column
 
 
 @pytest.mark.parametrize("name", ["ctgan", "tvae"])
@@ -301,11 +399,41 @@ def test_fit_reports_progress_per_epoch_and_stops_when_cancelled(
 
 
 @needs_torch
+@pytest.mark.parametrize("method", METHODS)
+def test_calibrated_samples_keep_the_data_s_category_shares(
+    method: type[CTGAN] | type[TVAE],
+) -> None:
+    frame, schema = table(1_000)
+    model = method({**FAST[method.name], "epochs": 30})
+    model.fit(frame, schema, seed=7)
+    calibrated = model.sample(2_000, seed=4)
+    model.params.calibrate = False
+    plain = model.sample(2_000, seed=4)
+
+    def distance(rows: pl.DataFrame) -> float:
+        """Total variation distance of the categories' shares, summed over the columns."""
+        total = 0.0
+        for column in ("city", "member", "tier"):
+            real = frame[column].value_counts(normalize=True).rename({"proportion": "real"})
+            made = rows[column].value_counts(normalize=True).rename({"proportion": "made"})
+            both = real.join(made, on=column, how="full", coalesce=True).fill_null(0)
+            total += 0.5 * float((both["real"] - both["made"]).abs().sum())
+        return total
+
+    # a small network after 30 epochs: its own shares are off (0.16 for TVAE, 0.38 for
+    # CTGAN when written), the calibrated ones closer (0.12 and 0.17)
+    assert distance(calibrated) < 0.85 * distance(plain)
+    assert calibrated.height == plain.height == 2_000
+    assert calibrated.schema == plain.schema
+
+
+@needs_torch
 def test_ctgan_condition_on_a_category_steers_the_generator() -> None:
     frame, schema = table(600)
     model = CTGAN({**FAST["ctgan"], "epochs": 30})
     model.fit(frame, schema, seed=3)
     steered = model.sample(500, seed=1, conditions={"city": "Bergen"})
+    model.params.calibrate = False  # the generator's own shares, not the data's
     free = model.sample(500, seed=1)
     share = float((steered["city"] == "Bergen").mean() or 0)
     assert share > float((free["city"] == "Bergen").mean() or 0)
@@ -349,6 +477,21 @@ def test_span_layout_matches_per_span_softmax_and_cross_entropy() -> None:
             assert torch.allclose(normalizers[:, number], torch.logsumexp(block, dim=1))
             start = layout.network_start[span.start]
             assert torch.equal(raw[:, start : start + span.width], block)
+    # Their gradients are those of PyTorch's own softmax and log-sum-exp.
+    weights = torch.randn(5, transformer.dim)
+    ours = raw.clone().requires_grad_(True)
+    ((layout.activate(ours) * weights).sum() + layout.log_normalizers(ours).sum()).backward()
+    theirs = raw.clone().requires_grad_(True)
+    reference = [torch.tanh(theirs[:, : layout.alphas])]
+    total = theirs.new_zeros(())
+    for start, count, width in layout.groups:
+        logits = theirs[:, start : start + count * width].reshape(-1, count, width)
+        reference.append(torch.softmax(logits, dim=-1).flatten(1))
+        total = total + torch.logsumexp(logits, dim=-1).sum()
+    ((torch.cat(reference, dim=1) * weights).sum() + total).backward()
+    assert ours.grad is not None
+    assert theirs.grad is not None
+    assert torch.allclose(ours.grad, theirs.grad, atol=1e-5)
 
 
 @needs_torch
@@ -374,6 +517,109 @@ def test_span_layout_draws_one_hots_in_the_softmax_proportions() -> None:
         assert bool(((block == 0) | (block == 1)).all())
         expected = torch.softmax(original[0, span.start : span.start + span.width], dim=0)
         assert torch.allclose(block.mean(dim=0), expected, atol=0.015)
+
+
+@needs_torch
+def test_fused_adam_updates_exactly_as_torch_optim_adam() -> None:
+    import torch
+
+    from inwire.services.synthex.generators.methods.neural_torch import FusedAdam
+
+    def network() -> torch.nn.Module:
+        torch.manual_seed(3)
+        return torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.ReLU(), torch.nn.Linear(5, 1))
+
+    ours, theirs = network(), network()
+    mine = FusedAdam(list(ours.parameters()), lr=1e-2, decay=1e-3, betas=(0.5, 0.9))
+    reference = torch.optim.Adam(
+        theirs.parameters(), lr=1e-2, betas=(0.5, 0.9), weight_decay=1e-3, fused=True
+    )
+    for step in range(25):
+        x = torch.randn(16, 7, generator=torch.Generator().manual_seed(step))
+        for model, optimizer in ((ours, mine), (theirs, reference)):
+            optimizer.zero_grad()
+            (model(x) ** 2).mean().backward()
+            if step == 10:  # a parameter without a gradient this step is left as it is
+                model[2].bias.grad = None
+            optimizer.step()
+    for mine_p, their_p in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(mine_p, their_p)
+    first_weight = next(ours.parameters())
+    assert not torch.equal(first_weight, network()[0].weight)  # it did train
+
+
+@needs_torch
+def test_adam_falls_back_to_torch_optim_without_the_fused_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from inwire.services.synthex.generators.methods import neural_torch
+
+    def missing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("_fused_adam_ has no CPU kernel in this build")
+
+    network = torch.nn.Linear(3, 1)
+    neural_torch._has_fused_adam.cache_clear()
+    try:
+        assert isinstance(
+            neural_torch.adam(network, lr=0.1, decay=0, betas=(0.5, 0.9)), neural_torch.FusedAdam
+        )
+        monkeypatch.setattr(torch, "_fused_adam_", missing)
+        neural_torch._has_fused_adam.cache_clear()
+        fallback = neural_torch.adam(network, lr=0.1, decay=0, betas=(0.5, 0.9))
+        assert isinstance(fallback, torch.optim.Adam)
+    finally:
+        monkeypatch.undo()
+        neural_torch._has_fused_adam.cache_clear()
+
+
+@needs_torch
+def test_gumbel_noise_is_standard_gumbel_and_finite() -> None:
+    import math
+
+    import torch
+
+    from inwire.services.synthex.generators.methods.neural_torch import _gumbel
+
+    torch.manual_seed(0)
+    noise = _gumbel(torch.Size([2**12, 2**12 + 1]))  # 2**24 values: the extreme bits occur
+    assert noise.shape == (2**12, 2**12 + 1)
+    assert bool(torch.isfinite(noise).all())
+    assert noise.min().item() > -2.82
+    assert noise.max().item() < 16.7
+    assert abs(noise.double().mean().item() - 0.5772156649) < 0.002  # Euler-Mascheroni
+    assert abs(noise.double().var().item() - math.pi**2 / 6) < 0.005
+    # Its distribution function is exp(-exp(-x)) across the range.
+    for x in (-1.0, 0.0, 1.0, 3.0):
+        share = (noise < x).double().mean().item()
+        assert abs(share - math.exp(-math.exp(-x))) < 0.001
+
+
+@needs_torch
+def test_half_dropout_zeroes_or_doubles_each_value_by_a_fair_coin() -> None:
+    import torch
+
+    from inwire.services.synthex.generators.methods.neural_torch import HalfDropout
+
+    torch.manual_seed(0)
+    dropout = HalfDropout()
+    x = torch.rand(300, 101) + 0.5  # odd width: the bytes do not fill whole words
+    out = dropout(x)
+    kept = out != 0
+    assert torch.equal(out[kept], 2 * x[kept])
+    assert abs(kept.float().mean().item() - 0.5) < 0.01
+    # Coins are independent across values: neighbours agree half of the time.
+    assert abs((kept[:, 1:] == kept[:, :-1]).float().mean().item() - 0.5) < 0.01
+    assert not torch.equal(dropout(x) != 0, kept)  # a fresh draw per call
+    # Gradients pass where the value was kept, doubled, in a graph a penalty can differentiate.
+    leaf = x.clone().requires_grad_(True)
+    y = dropout(leaf)
+    (grad,) = torch.autograd.grad(y.sum(), leaf, create_graph=True)
+    assert set(grad.unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(grad != 0, y != 0)
+    dropout.eval()
+    assert dropout(x) is x
 
 
 @needs_torch

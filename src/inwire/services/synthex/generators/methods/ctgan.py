@@ -28,13 +28,14 @@ from inwire.services.synthex.generators.methods.neural import (
     NeuralParams,
     NeuralSynthesizer,
     Training,
+    generate,
 )
 from inwire.services.synthex.schema import Schema
 
 if TYPE_CHECKING:
     import torch
 
-    from inwire.services.synthex.generators.methods.neural_torch import SpanLayout
+    from inwire.services.synthex.generators.methods.neural_torch import Optimizer, SpanLayout
 
 
 class CTGANParams(NeuralParams):
@@ -110,11 +111,13 @@ class _Fitted:
             fixed = self.sampler.condition_of(self.transformer, column, value)
             if fixed is not None:
                 break
-        batch = self.params.batch_size
-        chunks: list[np.ndarray] = []
-        self.generator.eval()
-        with torch.inference_mode():
-            for _ in range(0, n, batch):
+
+        def draw(size: int) -> np.ndarray:
+            chunks: list[np.ndarray] = []
+            for start in range(0, size, _SAMPLE_BATCH):
+                # In eval mode batch norm uses its running statistics: the batch's size
+                # changes nothing but the speed.
+                batch = min(_SAMPLE_BATCH, size - start)
                 noise = torch.randn(batch, self.params.embedding_dim)
                 if self.sampler.dim:
                     drawn = (
@@ -123,12 +126,20 @@ class _Fitted:
                         else self.sampler.generation_conditions(batch, rng)
                     )
                     noise = torch.cat([noise, _one_hot(drawn, self.sampler.dim)], dim=1)
-                raw = self.generator(noise)
-                chunks.append(self.layout.activate(raw, tau=_TAU).numpy())
-        matrix = np.concatenate(chunks)[:n] if chunks else np.zeros((0, self.transformer.dim))
-        return self.transformer.inverse(self.layout.from_network(matrix), rng)
+                chunks.append(self.layout.activate(self.generator(noise), tau=_TAU).numpy())
+            return self.layout.from_network(np.concatenate(chunks))
+
+        self.generator.eval()
+        with torch.inference_mode():
+            # Rows with a condition keep it: calibrating them to the data's shares would
+            # undo it.
+            calibrate = self.params.calibrate and fixed is None
+            matrix = generate(n, draw, self.transformer, rng, calibrate=calibrate)
+        return self.transformer.inverse(matrix, rng)
 
 
+#: Rows generated at once when sampling.
+_SAMPLE_BATCH = 2_048
 #: Gumbel-softmax temperature of the generator's one-hots (CTGAN's choice).
 _TAU = 0.2
 #: Weight of the gradient penalty (WGAN-GP's lambda).
@@ -146,6 +157,8 @@ def _one_hot(conditions: np.ndarray, dim: int) -> torch.Tensor:
 def _networks(params: CTGANParams, data_dim: int, cond_dim: int) -> tuple[Any, Any]:
     import torch
     from torch import nn
+
+    from inwire.services.synthex.generators.methods.neural_torch import HalfDropout
 
     class Residual(nn.Module):
         """A linear layer, batch norm and ReLU whose output is concatenated to its input."""
@@ -182,7 +195,7 @@ def _networks(params: CTGANParams, data_dim: int, cond_dim: int) -> tuple[Any, A
                 body += [
                     nn.Linear(fan_in, fan_out),
                     nn.LeakyReLU(0.2, inplace=True),
-                    nn.Dropout(0.5),
+                    HalfDropout(),
                 ]
             body.append(nn.Linear(dims[-1], 1))
             self.body = nn.Sequential(*body)
@@ -198,7 +211,7 @@ def _networks(params: CTGANParams, data_dim: int, cond_dim: int) -> tuple[Any, A
 def _critic_step(
     critic: torch.nn.Module,
     weights: list[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     real: torch.Tensor,
     fake: torch.Tensor,
     pac: int,
@@ -217,7 +230,7 @@ def _critic_step(
     (grad,) = torch.autograd.grad(between_s.sum(), between, create_graph=True)
     penalty = ((grad.reshape(packs, -1).norm(2, dim=1) - 1) ** 2).mean() * _PENALTY
     loss = fake_s.mean() - real_s.mean()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad()
     # Only the critic's weights get gradients: the input gradients of its first layer (the
     # widest product, pac rows wide) and ``between.grad`` are never used.
     torch.autograd.backward(loss + penalty, inputs=weights)
@@ -237,7 +250,7 @@ def _train(
 
     from inwire.services.synthex.generators.methods.neural_torch import SpanLayout, adam
 
-    transformer = DataTransformer.fit(data, schema, rng)
+    transformer = DataTransformer.fit(data, schema, rng, mixture_rows=params.mixture_rows)
     layout = SpanLayout(transformer.spans)
     matrix = torch.from_numpy(layout.to_network(transformer.transform(data, rng)))
     sampler = ConditionSampler.build(transformer, data)
@@ -277,12 +290,14 @@ def _train(
         for _ in range(steps):
             for critic_step in range(params.discriminator_steps):
                 cond, drawn = conditions()
-                picked = (
-                    sampler.real_rows(drawn, rng)
-                    if drawn is not None
-                    else rng.integers(data.height, size=batch)
-                )
-                real = with_condition(matrix[torch.from_numpy(picked)], cond)
+                if cond is None or drawn is None:
+                    real = matrix[torch.from_numpy(rng.integers(data.height, size=batch))]
+                else:
+                    # Real rows for the same conditions in another order: the penalty's
+                    # points then lie between rows of different conditions too.
+                    order = rng.permutation(batch)
+                    picked = sampler.real_rows(drawn[order], rng)
+                    real = with_condition(matrix[torch.from_numpy(picked)], cond[order])
                 noise = with_condition(torch.randn(batch, emb), cond)
                 if critic_step + 1 < params.discriminator_steps:
                     with torch.no_grad():
@@ -307,7 +322,7 @@ def _train(
                 onehot = torch.from_numpy(cond_onehot[drawn_g])
                 normalizers = layout.log_normalizers(raw)[rows, onehot]
                 loss_g = loss_g + (normalizers - raw[rows, column]).sum() / batch
-            opt_g.zero_grad(set_to_none=True)
+            opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()
         training.done(epoch, f"generator loss {loss_g.item():.3f}, critic loss {loss_d.item():.3f}")

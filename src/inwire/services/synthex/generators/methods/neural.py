@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -50,10 +50,6 @@ TORCH_EXTRA_MISSING = (
 #: off, and modes below this weight dropped.
 MAX_MODES = 10
 MODE_WEIGHT_THRESHOLD = 0.005
-#: The mixture of a column is fitted on at most this many of its values (a uniform sample);
-#: the transform then applies it to every row. Fitting on all rows costs seconds per column
-#: on a table of some ten thousand rows and finds the same modes.
-MIXTURE_SAMPLE = 5_000
 ALPHA_CLIP = 0.99
 #: Categories one discrete column may have: each is a column of the one-hot matrix the
 #: networks read and write, so a free-text column with thousands of values would make it
@@ -75,6 +71,17 @@ def require_torch(method: str) -> None:
         )
 
 
+#: How many values of each continuous column its mode mixture is fitted on.
+MixtureRows = Annotated[
+    int,
+    Field(
+        ge=100,
+        le=10_000_000,
+        description="Values of each continuous column its mode mixture is fitted on "
+        "(a uniform sample when it has more); more values find more small modes.",
+    ),
+]
+
 #: Widths of a network's hidden layers.
 LayerWidths = Annotated[
     list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1, max_length=8)
@@ -95,6 +102,17 @@ class NeuralParams(BaseModel):
     epochs: int = Field(300, ge=1, le=10_000, description="Passes over the data.")
     batch_size: int = Field(500, ge=2, le=50_000, description="Rows per training step.")
     embedding_dim: int = Field(128, ge=1, le=4096, description="Size of the noise or code.")
+    # On Ecdat's HI (22,272 rows, 30 epochs), CTGAN's column shapes scored 0.884 with
+    # mixtures fitted on 5,000 values (10 seeds) and 0.906 on all of them (20 seeds).
+    mixture_rows: MixtureRows = 50_000
+    calibrate: bool = Field(
+        True,
+        description=(
+            "Generate 3 rows per row asked for and keep those that bring the shares of "
+            "categories, modes and missing values closest to the data's (no effect on rows "
+            "sampled with conditions)."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -201,10 +219,15 @@ class ModeColumn:
     means: np.ndarray
     stds: np.ndarray
     weights: np.ndarray
+    #: Share of the values put in each mode by `transform` (on average: it draws a value's
+    #: mode from its posterior); what calibration aims the generated modes at.
+    shares: np.ndarray
     alpha: Span
     modes: Span
     #: The two-way "is missing" one-hot, for a column with missing values.
     missing: Span | None
+    #: Share of the column's values that are missing.
+    missing_share: float = 0.0
 
 
 @dataclass
@@ -235,23 +258,34 @@ class DataTransformer:
     dim: int = 0
 
     @classmethod
-    def fit(cls, frame: pl.DataFrame, schema: Schema, rng: np.random.Generator) -> DataTransformer:
-        """Learn every column's encoding from ``frame``."""
+    def fit(
+        cls,
+        frame: pl.DataFrame,
+        schema: Schema,
+        rng: np.random.Generator,
+        *,
+        mixture_rows: int = 50_000,
+    ) -> DataTransformer:
+        """Learn every column's encoding from ``frame``; each continuous column's mode
+        mixture from at most ``mixture_rows`` of its values (``dp_mixture`` takes about
+        8 ms per thousand)."""
         self = cls(TableEncoding.fit(frame, schema))
         numbers, codes = self.encoding.encode(frame)
         for j, column in enumerate(self.encoding.continuous):
             values = numbers[:, j]
             present = values[np.isfinite(values)]
-            means, stds, weights = _fit_modes(present, rng)
+            means, stds, weights = _fit_modes(present, rng, mixture_rows)
             self.continuous.append(
                 ModeColumn(
                     name=column.name,
                     means=means,
                     stds=stds,
                     weights=weights,
+                    shares=_mode_shares(present, means, stds, weights, values.size),
                     alpha=self._span(1, "alpha"),
                     modes=self._span(means.size, "softmax"),
                     missing=self._span(2, "softmax") if present.size < values.size else None,
+                    missing_share=1.0 - present.size / max(values.size, 1),
                 )
             )
         for j, category in enumerate(self.encoding.discrete):
@@ -348,9 +382,113 @@ class DataTransformer:
                 codes[codes[:, j] == dis.categories.len(), j] = -1
         return self.encoding.decode(numbers, codes)
 
+    def shares(self, matrix: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each one-hot of ``matrix`` (rows as the networks make them, argmax decides) as
+        codes, with the shares the data has: categories by their counts, modes as
+        `transform` fills them (``ModeColumn.shares``), "is missing" by the missing share."""
+        codes: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
+
+        def block(span: Span) -> np.ndarray:
+            picked: np.ndarray = np.argmax(matrix[:, span.start : span.start + span.width], axis=1)
+            return picked
+
+        for col in self.continuous:
+            codes.append(block(col.modes))
+            targets.append(col.shares)
+            if col.missing is not None:
+                codes.append(block(col.missing))
+                targets.append(np.array([1.0 - col.missing_share, col.missing_share]))
+        for dis in self.discrete:
+            codes.append(block(dis.span))
+            counts = np.zeros(dis.span.width)
+            counts[: dis.counts.size] = dis.counts
+            targets.append(counts / max(counts.sum(), 1.0))
+        return codes, targets
+
+
+def generate(
+    n: int,
+    draw: Callable[[int], np.ndarray],
+    transformer: DataTransformer,
+    rng: np.random.Generator,
+    *,
+    calibrate: bool,
+) -> np.ndarray:
+    """``n`` rows in the transformer's order, ``draw(k)`` making ``k`` of them at a time
+    (at most ``SAMPLE_CHUNK`` rows kept per call, so memory stays bounded); calibrated,
+    ``CALIBRATION_POOL`` rows are drawn per row kept (see `calibrated_rows`)."""
+    parts: list[np.ndarray] = []
+    for start in range(0, n, SAMPLE_CHUNK):
+        size = min(SAMPLE_CHUNK, n - start)
+        if not calibrate:
+            parts.append(draw(size))
+            continue
+        pool = draw(size * CALIBRATION_POOL)
+        parts.append(pool[calibrated_rows(*transformer.shares(pool), size, rng)])
+    if not parts:
+        return np.zeros((0, transformer.dim), dtype=np.float32)
+    return np.concatenate(parts)
+
+
+def calibrated_rows(
+    codes: list[np.ndarray], targets: list[np.ndarray], n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` row numbers of a larger pool whose categories come close to ``targets``.
+
+    The pool's rows are weighted by raking (iterative proportional fitting: each variable's
+    weighted shares are scaled to its target in turn, which changes the joint as little as
+    possible), the weights kept within a factor of ``RAKE_CAP`` of their mean, then ``n``
+    rows are drawn without replacement with probabilities proportional to the weights
+    (systematic sampling; a row whose share would exceed one is taken for sure).
+    """
+    if not codes:  # nothing to calibrate on: the first n rows
+        return np.arange(n)
+    size = codes[0].size
+    if n >= size:
+        return np.arange(size)
+    weights = np.ones(size)
+    for _ in range(RAKE_ROUNDS):
+        for code, target in zip(codes, targets, strict=True):
+            current = np.bincount(code, weights=weights, minlength=target.size)
+            reachable = np.where(current > 0, target, 0.0)
+            if reachable.sum() <= 0:
+                continue
+            wanted = reachable / reachable.sum() * weights.sum()
+            ratio = np.divide(wanted, current, out=np.ones_like(current), where=current > 0)
+            weights *= ratio[code]
+        mean = weights.mean()
+        np.clip(weights, mean / RAKE_CAP, mean * RAKE_CAP, out=weights)
+    share = weights * (n / weights.sum())
+    for _ in range(size):  # rows sure to be taken; the others share what is left
+        sure = share >= 1.0
+        rest = share[~sure].sum()
+        if not (share > 1.0).any() or rest <= 0:
+            break
+        share[sure] = 1.0
+        share[~sure] *= (n - sure.sum()) / rest
+    order = rng.permutation(size)
+    ends = np.cumsum(share[order])
+    points = rng.random() + np.arange(n)
+    picked = order[np.minimum(np.searchsorted(ends, points, side="right"), size - 1)]
+    kept = np.unique(picked)
+    if kept.size < n:  # rounding put two points in one row: fill up at random
+        others = np.setdiff1d(np.arange(size), kept)
+        kept = np.concatenate([kept, rng.choice(others, n - kept.size, replace=False)])
+    return np.sort(kept)
+
+
+#: Rounds of raking, and how far a row's weight may stray from the mean (times or divided).
+RAKE_ROUNDS = 20
+RAKE_CAP = 5.0
+#: Rows generated per row kept when calibrating.
+CALIBRATION_POOL = 3
+#: Rows kept per round of generation (with the pool: 196,608 rows at once).
+SAMPLE_CHUNK = 65_536
+
 
 def _fit_modes(
-    values: np.ndarray, rng: np.random.Generator
+    values: np.ndarray, rng: np.random.Generator, sample_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The modes of a column's values: means, standard deviations and weights."""
     if values.size == 0:
@@ -359,34 +497,151 @@ def _fit_modes(
     spread = float(np.std(values)) or 1.0
     if distinct.size == 1:
         return distinct.astype(np.float64), np.array([spread]), np.ones(1)
-    from sklearn.mixture import BayesianGaussianMixture
-
     sample = values
-    if values.size > MIXTURE_SAMPLE:
-        sample = rng.choice(values, MIXTURE_SAMPLE, replace=False)
-    mixture = BayesianGaussianMixture(
-        n_components=min(MAX_MODES, distinct.size),
-        weight_concentration_prior_type="dirichlet_process",
-        weight_concentration_prior=0.001,
-        n_init=1,
-        random_state=int(rng.integers(2**31 - 1)),
+    if values.size > sample_size:
+        sample = rng.choice(values, sample_size, replace=False)
+    weights, means, variances = dp_mixture(
+        sample, min(MAX_MODES, distinct.size), seed=int(rng.integers(2**31 - 1))
     )
-    with warnings.catch_warnings():
-        # Few distinct values or a tight mode stop the variational fit early; its modes are
-        # still the ones to use.
-        warnings.simplefilter("ignore")
-        mixture.fit(sample.reshape(-1, 1))
-    keep = mixture.weights_ > MODE_WEIGHT_THRESHOLD
+    keep = weights > MODE_WEIGHT_THRESHOLD
     if not keep.any():
-        keep = mixture.weights_ == mixture.weights_.max()
-    means = mixture.means_.reshape(-1)[keep].astype(np.float64)
-    stds = np.sqrt(mixture.covariances_.reshape(-1)[keep]).astype(np.float64)
-    weights = mixture.weights_[keep] / mixture.weights_[keep].sum()
-    return means, np.maximum(stds, 1e-6 * spread), weights
+        keep = weights == weights.max()
+    stds = np.sqrt(variances[keep])
+    return means[keep], np.maximum(stds, 1e-6 * spread), weights[keep] / weights[keep].sum()
+
+
+#: ``dp_mixture``'s variational fit: at most this many rounds, stopped when the evidence
+#: lower bound moves by less than the tolerance (scikit-learn's defaults).
+MIXTURE_ROUNDS = 100
+MIXTURE_TOLERANCE = 1e-3
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def dp_mixture(
+    values: np.ndarray, components: int, *, seed: int, concentration: float = 0.001
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A variational Dirichlet-process Gaussian mixture of 1-D values: weights, means and
+    variances of its ``components`` (CTGAN's mode finder).
+
+    This is scikit-learn's ``BayesianGaussianMixture`` (stick-breaking prior of
+    ``concentration``, k-means start, the data's mean and variance as priors, the same
+    updates and stopping rule: its results to about 1e-12) written for one feature. The
+    general one spends its time on per-component loops, Cholesky factors and checks, and
+    calls BLAS, whose threads wait on each other when another process wants the second
+    core: about 250 ms per column here against 40 ms. Arrays are ``(components, rows)``,
+    so every per-row reduction runs over the short axis in contiguous memory.
+    """
+    from scipy.special import betaln, digamma, gammaln
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(values, dtype=np.float64)
+    rows = np.arange(x.size)
+    with warnings.catch_warnings():
+        # Fewer distinct values than components: k-means says so, and the fit switches
+        # the surplus components off.
+        warnings.simplefilter("ignore")
+        kmeans = KMeans(n_clusters=components, n_init=1, random_state=seed).fit(x[:, None])
+    labels = kmeans.labels_
+    resp = np.zeros((components, x.size))
+    resp[labels, rows] = 1.0
+    mean_prior, var_prior = float(x.mean()), float(x.var(ddof=1))
+    tiny = 10 * np.finfo(np.float64).eps
+
+    def m_step(resp: np.ndarray) -> tuple[np.ndarray, ...]:
+        counts = resp.sum(axis=1) + tiny
+        centres = np.einsum("kn,n->k", resp, x) / counts
+        deviation = x - centres[:, None]
+        spreads = np.einsum("kn,kn->k", resp, deviation * deviation) / counts + 1e-6
+        stick_a = 1.0 + counts
+        stick_b = concentration + np.concatenate([np.cumsum(counts[::-1])[-2::-1], [0.0]])
+        precision = 1.0 + counts  # of the means; the prior's is 1
+        means = (mean_prior + counts * centres) / precision
+        dof = 1.0 + counts  # the prior's degrees of freedom: 1 (one feature)
+        shift = centres - mean_prior
+        variances = (var_prior + counts * spreads + counts / precision * shift * shift) / dof
+        return stick_a, stick_b, precision, means, dof, variances
+
+    def e_step(params: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+        stick_a, stick_b, precision, means, dof, variances = params
+        digamma_sum = digamma(stick_a + stick_b)
+        log_weights = digamma(stick_a) - digamma_sum
+        log_weights[1:] += np.cumsum(digamma(stick_b) - digamma_sum)[:-1]
+        constant = log_weights + 0.5 * (
+            np.log(2.0)
+            + digamma(0.5 * dof)
+            - 1.0 / precision
+            - _LOG_2PI
+            - np.log(variances)
+            - np.log(dof)
+        )
+        log_resp = x - means[:, None]
+        log_resp *= log_resp
+        log_resp *= -0.5 / variances[:, None]
+        log_resp += constant[:, None]
+        log_resp -= log_resp.max(axis=0)
+        resp = np.exp(log_resp)
+        total = resp.sum(axis=0)
+        resp /= total
+        log_resp -= np.log(total)
+        return resp, log_resp
+
+    def lower_bound(
+        resp: np.ndarray, log_resp: np.ndarray, params: tuple[np.ndarray, ...]
+    ) -> float:
+        stick_a, stick_b, precision, _, dof, variances = params
+        log_det = -0.5 * (np.log(variances) + np.log(dof))
+        log_wishart = -(dof * log_det + dof * 0.5 * np.log(2.0) + gammaln(0.5 * dof))
+        return float(
+            -np.einsum("kn,kn->", resp, log_resp)
+            - log_wishart.sum()
+            + betaln(stick_a, stick_b).sum()
+            - 0.5 * np.log(precision).sum()
+        )
+
+    params = m_step(resp)
+    bound = -np.inf
+    for _ in range(MIXTURE_ROUNDS):
+        resp, log_resp = e_step(params)
+        params = m_step(resp)
+        bound, previous = lower_bound(resp, log_resp, params), bound
+        if abs(bound - previous) < MIXTURE_TOLERANCE:
+            break
+    stick_a, stick_b, _, means, _, variances = params
+    total = stick_a + stick_b
+    weights = stick_a / total * np.concatenate([[1.0], np.cumprod((stick_b / total)[:-1])])
+    return weights / weights.sum(), means, variances
 
 
 #: Rows per chunk of the transform: bounds the (rows x modes) posterior in memory.
 _CHUNK = 262_144
+
+
+def _posterior(
+    x: np.ndarray, means: np.ndarray, stds: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """``(values, modes)``: each value's posterior over the modes, unnormalized (its
+    largest entry is 1)."""
+    z = (x[:, None] - means) / stds
+    log_post = np.log(weights) - np.log(stds) - 0.5 * z * z
+    log_post -= log_post.max(axis=1, keepdims=True)
+    post: np.ndarray = np.exp(log_post)
+    return post
+
+
+def _mode_shares(
+    present: np.ndarray, means: np.ndarray, stds: np.ndarray, weights: np.ndarray, rows: int
+) -> np.ndarray:
+    """The share of a column's ``rows`` each mode gets on average in `transform`: the
+    ``present`` values by their posteriors, missing ones all in the heaviest mode."""
+    total = np.zeros(means.size)
+    for start in range(0, present.size, _CHUNK):
+        post = _posterior(present[start : start + _CHUNK], means, stds, weights)
+        total += (post / post.sum(axis=1, keepdims=True)).sum(axis=0)
+    total[np.argmax(weights)] += rows - present.size
+    if total.sum() <= 0:
+        total = weights.astype(np.float64)
+    shares: np.ndarray = total / total.sum()
+    return shares
 
 
 def _normalize(
@@ -395,13 +650,9 @@ def _normalize(
     """Each value's mode (drawn from its posterior over the modes) and its alpha in it."""
     alpha = np.empty(values.size, dtype=np.float32)
     mode = np.empty(values.size, dtype=np.int64)
-    log_prior = np.log(col.weights) - np.log(col.stds)
     for start in range(0, values.size, _CHUNK):
         x = values[start : start + _CHUNK, None]
-        z = (x - col.means) / col.stds
-        log_post = log_prior - 0.5 * z * z
-        log_post -= log_post.max(axis=1, keepdims=True)
-        post = np.exp(log_post)
+        post = _posterior(x[:, 0], col.means, col.stds, col.weights)
         cdf = np.cumsum(post, axis=1)
         u = rng.random((x.shape[0], 1)) * cdf[:, -1:]
         chosen = np.minimum((cdf < u).sum(axis=1), col.means.size - 1)

@@ -29,9 +29,11 @@ from pydantic import Field
 from inwire.services.synthex.generators.methods.neural import (
     DataTransformer,
     LayerWidths,
+    MixtureRows,
     NeuralParams,
     NeuralSynthesizer,
     Training,
+    generate,
 )
 from inwire.services.synthex.schema import Schema
 
@@ -46,6 +48,11 @@ class TVAEParams(NeuralParams):
     lr: float = Field(1e-3, gt=0, le=1)
     decay: float = Field(1e-5, ge=0, le=1, description="Adam weight decay (L2).")
     loss_factor: float = Field(2.0, gt=0, le=100, description="Weight of reconstruction vs KL.")
+    # Fewer values than CTGAN's default: on Ecdat's HI (22,272 rows, 30 epochs, 6 seeds)
+    # TVAE scored 0.921 with mixtures fitted on 5,000 values and 0.900 on all of them (pair
+    # trends 0.869 against 0.825: the finer modes are harder for its decoder), while
+    # CTGAN's column shapes gained 0.02 from all of them.
+    mixture_rows: MixtureRows = 5_000
 
 
 @dataclass
@@ -71,7 +78,7 @@ class TVAE(NeuralSynthesizer):
         from inwire.services.synthex.generators.methods.neural_torch import SpanLayout, adam, mlp
 
         p = self.params
-        transformer = DataTransformer.fit(data, schema, rng)
+        transformer = DataTransformer.fit(data, schema, rng, mixture_rows=p.mixture_rows)
         layout = SpanLayout(transformer.spans)
         matrix = torch.from_numpy(layout.to_network(transformer.transform(data, rng)))
         dim, alphas = transformer.dim, layout.alphas
@@ -100,7 +107,7 @@ class TVAE(NeuralSynthesizer):
                 cross_entropy = layout.log_normalizers(recon).sum() - targets
                 kld = -0.5 * torch.sum(1 + logvar - mu * mu - logvar.exp())
                 loss = (p.loss_factor * (alpha_nll + cross_entropy) + kld) / rows
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 torch.autograd.backward(loss)
                 optimizer.step()
                 with torch.no_grad():
@@ -113,16 +120,20 @@ class TVAE(NeuralSynthesizer):
         import torch
 
         fitted: _Fitted = self._fitted
-        chunks: list[np.ndarray] = []
+
+        def draw(size: int) -> np.ndarray:
+            parts = []
+            for start in range(0, size, _DECODE_BATCH):  # bounds the decoder's activations
+                code = torch.randn(min(_DECODE_BATCH, size - start), self.params.embedding_dim)
+                parts.append(fitted.layout.draw(fitted.decoder(code)).numpy())
+            rows: np.ndarray = fitted.layout.from_network(np.concatenate(parts))
+            return rows
+
         with torch.inference_mode():
-            for start in range(0, n, _SAMPLE_CHUNK):
-                code = torch.randn(min(_SAMPLE_CHUNK, n - start), self.params.embedding_dim)
-                chunks.append(fitted.layout.draw(fitted.decoder(code)).numpy())
+            matrix = generate(n, draw, fitted.transformer, rng, calibrate=self.params.calibrate)
             sigmas = fitted.layout.from_network(fitted.sigma.detach().numpy()[None, :])[0]
-        dim = fitted.transformer.dim
-        matrix = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-        return fitted.transformer.inverse(fitted.layout.from_network(matrix), rng, sigmas=sigmas)
+        return fitted.transformer.inverse(matrix, rng, sigmas=sigmas)
 
 
-#: Rows decoded at once when sampling (bounds memory for large ``n``).
-_SAMPLE_CHUNK = 65_536
+#: Codes decoded at once when sampling.
+_DECODE_BATCH = 2_048
