@@ -190,9 +190,13 @@ async def wait_job(
     job_id: str,
     until: Any,
     *,
-    wait: float = 60.0,
+    wait: float = 180.0,
 ) -> dict[str, Any]:
-    """Poll ``GET /jobs/{id}`` until ``until(job)`` holds; fail with the last state."""
+    """Poll ``GET /jobs/{id}`` until ``until(job)`` holds; fail with the last state.
+
+    The wait is long because a loaded machine can take 30 s to start a Ray worker, and a
+    retried job starts two.
+    """
     import asyncio
 
     deadline = time.monotonic() + wait

@@ -46,7 +46,10 @@ from inwire.kit.jobs.ray_executor import RayExecutor, RayTarget, ray_target
 
 Auth = Callable[..., dict[str, str]]
 
-RAY_POLICY = replace(FAST_POLICY, heartbeat_timeout=15.0)
+# Ray worker processes start slowly on a loaded machine (over 30 s seen in CI): an attempt
+# whose worker is still starting must not be called lost, nor a live one whose heartbeats
+# are held up.
+RAY_POLICY = replace(FAST_POLICY, heartbeat_timeout=15.0, start_timeout=180.0)
 
 
 # -- jobs_url parsing (fast) --------------------------------------------------------------------
@@ -139,10 +142,9 @@ def _stop_group(pgid: int) -> None:
             return
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[RayCluster]:
-    """``ray start --head`` with 2 CPUs, a private temp dir and free ports; stopped after."""
-    pytest.importorskip("ray")
+def _start_head() -> tuple[RayCluster, str, str]:
+    """``ray start --head`` once, on fresh ports and a fresh temp dir: the cluster, its temp
+    dir, and ``""`` or why it did not start (its processes are stopped then)."""
     # Short: Ray's unix sockets live under it.
     temp_dir = tempfile.mkdtemp(prefix="inwray", dir="/tmp")
     client_port = _free_port() if _has_grpc() else None
@@ -190,29 +192,51 @@ def ray_cluster() -> Iterator[RayCluster]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    pgid = started.pid
+    cluster = RayCluster(
+        address=f"127.0.0.1:{gcs_port}",
+        client_address=None if client_port is None else f"127.0.0.1:{client_port}",
+        pgid=started.pid,
+    )
     try:
         output, _ = started.communicate(timeout=180)
-        if started.returncode != 0:
-            pytest.fail(f"ray start failed ({started.returncode}):\n{output[-3000:]}")
-        saved = os.environ.get("RAY_AUTH_MODE")
-        os.environ["RAY_AUTH_MODE"] = "disabled"
-        try:
-            yield RayCluster(
-                address=f"127.0.0.1:{gcs_port}",
-                client_address=None if client_port is None else f"127.0.0.1:{client_port}",
-                pgid=pgid,
-            )
-        finally:
-            if saved is None:
-                os.environ.pop("RAY_AUTH_MODE", None)
-            else:
-                os.environ["RAY_AUTH_MODE"] = saved
-    finally:
+        failure = "" if started.returncode == 0 else f"exit {started.returncode}:\n{output[-3000:]}"
+    except subprocess.TimeoutExpired:
+        failure = "no answer in 180 s"
+    if failure:
         if started.poll() is None:
             started.kill()
             started.wait()
-        _stop_group(pgid)
+        _stop_group(cluster.pgid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return cluster, temp_dir, failure
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A Ray head with 2 CPUs, a private temp dir and free ports; stopped after.
+
+    Started a second time if the first fails: a port picked free can be taken by another
+    process before Ray binds it, and a loaded machine can miss Ray's own start deadlines.
+    """
+    pytest.importorskip("ray")
+    failures: list[str] = []
+    for _ in range(2):
+        cluster, temp_dir, failure = _start_head()
+        if not failure:
+            break
+        failures.append(failure)
+    else:
+        pytest.fail("ray start failed twice:\n" + "\n---\n".join(failures))
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        yield cluster
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+        _stop_group(cluster.pgid)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -226,8 +250,12 @@ def _has_grpc() -> bool:
 
 @pytest.fixture
 def service_app(inwire_settings: dict[str, Any], ray_cluster: RayCluster) -> FastAPI:
+    # Heartbeats come from Ray worker processes, which a loaded machine can hold up for
+    # seconds: a 2 s timeout would call a live attempt lost.
     return build_app(
-        {**inwire_settings, "jobs_url": f"ray:{ray_cluster.address}"}, run_executor=True
+        {**inwire_settings, "jobs_url": f"ray:{ray_cluster.address}"},
+        run_executor=True,
+        policy=RAY_POLICY,
     )
 
 
