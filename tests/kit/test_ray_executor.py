@@ -131,8 +131,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _stop_group(pgid: int) -> None:
-    """End this Ray instance's processes (its own process group), politely then not."""
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
+    """End this Ray instance's processes (its own process group), politely then not.
+
+    Some of them outlive SIGTERM for good (CI's session teardown waited out a 15 s grace
+    each time), so the grace is short."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
