@@ -112,22 +112,19 @@ class _Fitted:
             if fixed is not None:
                 break
 
-        def draw(size: int) -> np.ndarray:
-            chunks: list[np.ndarray] = []
-            for start in range(0, size, _SAMPLE_BATCH):
-                # In eval mode batch norm uses its running statistics: the batch's size
-                # changes nothing but the speed.
-                batch = min(_SAMPLE_BATCH, size - start)
-                noise = torch.randn(batch, self.params.embedding_dim)
-                if self.sampler.dim:
-                    drawn = (
-                        np.full(batch, fixed)
-                        if fixed is not None
-                        else self.sampler.generation_conditions(batch, rng)
-                    )
-                    noise = torch.cat([noise, _one_hot(drawn, self.sampler.dim)], dim=1)
-                chunks.append(self.layout.activate(self.generator(noise), tau=_TAU).numpy())
-            return self.layout.from_network(np.concatenate(chunks))
+        def draw(batch: int) -> np.ndarray:
+            # In eval mode batch norm uses its running statistics: the batch's size changes
+            # nothing but the speed.
+            noise = torch.randn(batch, self.params.embedding_dim)
+            if self.sampler.dim:
+                drawn = (
+                    np.full(batch, fixed)
+                    if fixed is not None
+                    else self.sampler.generation_conditions(batch, rng)
+                )
+                noise = torch.cat([noise, _one_hot(drawn, self.sampler.dim)], dim=1)
+            raw = self.generator(noise)
+            return self.layout.from_network(self.layout.activate(raw, tau=_TAU).numpy())
 
         self.generator.eval()
         with torch.inference_mode():
@@ -138,8 +135,6 @@ class _Fitted:
         return self.transformer.inverse(matrix, rng)
 
 
-#: Rows generated at once when sampling.
-_SAMPLE_BATCH = 2_048
 #: Gumbel-softmax temperature of the generator's one-hots (CTGAN's choice).
 _TAU = 0.2
 #: Weight of the gradient penalty (WGAN-GP's lambda).

@@ -415,16 +415,22 @@ def generate(
     *,
     calibrate: bool,
 ) -> np.ndarray:
-    """``n`` rows in the transformer's order, ``draw(k)`` making ``k`` of them at a time
-    (at most ``SAMPLE_CHUNK`` rows kept per call, so memory stays bounded); calibrated,
+    """``n`` rows in the transformer's order, ``draw(k)`` making ``k`` of them (at most
+    ``SAMPLE_BATCH``, which bounds the network's activations) at a time; at most
+    ``SAMPLE_CHUNK`` rows are kept per round, so memory stays bounded. Calibrated,
     ``CALIBRATION_POOL`` rows are drawn per row kept (see `calibrated_rows`)."""
+
+    def rows(count: int) -> np.ndarray:
+        batches = range(0, count, SAMPLE_BATCH)
+        return np.concatenate([draw(min(SAMPLE_BATCH, count - start)) for start in batches])
+
     parts: list[np.ndarray] = []
     for start in range(0, n, SAMPLE_CHUNK):
         size = min(SAMPLE_CHUNK, n - start)
         if not calibrate:
-            parts.append(draw(size))
+            parts.append(rows(size))
             continue
-        pool = draw(size * CALIBRATION_POOL)
+        pool = rows(size * CALIBRATION_POOL)
         parts.append(pool[calibrated_rows(*transformer.shares(pool), size, rng)])
     if not parts:
         return np.zeros((0, transformer.dim), dtype=np.float32)
@@ -485,6 +491,8 @@ RAKE_CAP = 5.0
 CALIBRATION_POOL = 3
 #: Rows kept per round of generation (with the pool: 196,608 rows at once).
 SAMPLE_CHUNK = 65_536
+#: Rows a network makes per call when sampling.
+SAMPLE_BATCH = 2_048
 
 
 def _fit_modes(

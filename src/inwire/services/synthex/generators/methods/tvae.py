@@ -121,19 +121,14 @@ class TVAE(NeuralSynthesizer):
 
         fitted: _Fitted = self._fitted
 
-        def draw(size: int) -> np.ndarray:
-            parts = []
-            for start in range(0, size, _DECODE_BATCH):  # bounds the decoder's activations
-                code = torch.randn(min(_DECODE_BATCH, size - start), self.params.embedding_dim)
-                parts.append(fitted.layout.draw(fitted.decoder(code)).numpy())
-            rows: np.ndarray = fitted.layout.from_network(np.concatenate(parts))
+        def draw(batch: int) -> np.ndarray:
+            code = torch.randn(batch, self.params.embedding_dim)
+            rows: np.ndarray = fitted.layout.from_network(
+                fitted.layout.draw(fitted.decoder(code)).numpy()
+            )
             return rows
 
         with torch.inference_mode():
             matrix = generate(n, draw, fitted.transformer, rng, calibrate=self.params.calibrate)
             sigmas = fitted.layout.from_network(fitted.sigma.detach().numpy()[None, :])[0]
         return fitted.transformer.inverse(matrix, rng, sigmas=sigmas)
-
-
-#: Codes decoded at once when sampling.
-_DECODE_BATCH = 2_048
